@@ -1,0 +1,3 @@
+"""dermbench: an open benchmark suite for dermatology image classifiers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""Built-in datasets."""
+
+from dermbench.hookspecs import hookimpl  # noqa: F401

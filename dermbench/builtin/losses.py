@@ -1,0 +1,3 @@
+"""Built-in losses."""
+
+from dermbench.hookspecs import hookimpl  # noqa: F401

@@ -1,0 +1,3 @@
+"""Built-in methods."""
+
+from dermbench.hookspecs import hookimpl  # noqa: F401

@@ -1,0 +1,3 @@
+"""Built-in models."""
+
+from dermbench.hookspecs import hookimpl  # noqa: F401

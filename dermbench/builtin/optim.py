@@ -1,0 +1,3 @@
+"""Built-in optim."""
+
+from dermbench.hookspecs import hookimpl  # noqa: F401

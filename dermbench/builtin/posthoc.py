@@ -1,0 +1,3 @@
+"""Built-in posthoc."""
+
+from dermbench.hookspecs import hookimpl  # noqa: F401

@@ -1,0 +1,3 @@
+"""Built-in stages."""
+
+from dermbench.hookspecs import hookimpl  # noqa: F401

@@ -1,0 +1,1 @@
+"""Datasets: adapters that read published layouts into a records table, splits, the image cache."""

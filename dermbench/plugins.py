@@ -1,0 +1,178 @@
+"""Plugin loading and the typed facade over pluggy.
+
+Built-in plugins load first, then the ``dermbench`` entry-point group (third parties and the
+first-party plugins in ``plugins/``). A plugin that fails to import or register is recorded with
+its name and the error, and everything else keeps working.
+
+Environment:
+- ``DERMBENCH_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry-point plugins (built-ins still load);
+- ``DERMBENCH_LOAD_PLUGINS=a,b``: load only these entry-point plugins.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from dermbench import hookspecs
+from dermbench.components import KINDS
+from dermbench.errors import DermbenchError, PluginError
+from dermbench.registry import Registries
+
+GROUP = "dermbench"
+
+BUILTIN_MODULES = (
+    "dermbench.builtin.tasks",
+    "dermbench.builtin.datasets",
+    "dermbench.builtin.models",
+    "dermbench.builtin.losses",
+    "dermbench.builtin.optim",
+    "dermbench.builtin.stages",
+    "dermbench.builtin.posthoc",
+    "dermbench.builtin.methods",
+)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None
+    module: str
+    source: str  # "builtin" | "entry-point" | "inline"
+    error: str | None = None
+
+
+@dataclass
+class Plugins:
+    """A plugin manager plus the registries its plugins filled and what failed on the way."""
+
+    pm: pluggy.PluginManager
+    registries: Registries
+    info: list[PluginInfo] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[PluginInfo]:
+        return [p for p in self.info if p.error]
+
+    def versions(self) -> dict[str, str | None]:
+        return {p.name: p.version for p in self.info if not p.error and p.source != "builtin"}
+
+    # --- lifecycle hooks, so callers never touch pm.hook directly ---
+    def run_start(self, record: dict) -> None:
+        self.pm.hook.dermbench_run_start(record=record)
+
+    def epoch_end(self, record: dict, row: dict) -> None:
+        self.pm.hook.dermbench_epoch_end(record=record, row=row)
+
+    def run_finished(self, record: dict, run_dir: str) -> None:
+        self.pm.hook.dermbench_run_finished(record=record, run_dir=run_dir)
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _collect(plugin: Any, name: str, registries: Registries) -> None:
+    """Call one plugin's registration hooks and add what it hands over, all or nothing.
+
+    Items are staged first so a plugin that raises half-way leaves no partial registrations.
+    """
+    staged: list[tuple[str, Any]] = []
+    for kind in KINDS:
+        impl = getattr(plugin, f"dermbench_register_{kind}", None)
+        if impl is not None:
+            impl(register=lambda item, _kind=kind: staged.append((_kind, item)))
+    scratch = Registries()
+    for kind, item in staged:  # duplicates inside the plugin, or against earlier plugins
+        if item.name in registries.of(kind):
+            registries.of(kind).add(item, name)  # raises, naming both plugins
+        scratch.of(kind).add(item, name)
+    for kind, item in staged:
+        registries.of(kind).add(item, name)
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
+
+
+def load_plugins(extra: list[tuple[str, Any]] | None = None, autoload: bool | None = None) -> Plugins:
+    """Build a fresh plugin manager: built-ins, entry points (unless disabled), then ``extra``.
+
+    ``extra`` is a list of ``(name, module_or_object)`` pairs, used by tests to register inline
+    plugins on a fresh manager.
+    """
+    pm = new_plugin_manager()
+    registries = Registries()
+    info: list[PluginInfo] = []
+    from dermbench import __version__
+
+    def add(name: str, plugin: Any, version: str | None, source: str, module: str) -> None:
+        try:
+            pm.register(plugin, name=name)
+            _collect(plugin, name, registries)
+        except DermbenchError as exc:
+            _unregister(pm, name)
+            info.append(PluginInfo(name, version, module, source, f"{exc}"))
+            return
+        except Exception as exc:  # a broken third-party plugin must not take the rest down
+            _unregister(pm, name)
+            info.append(PluginInfo(name, version, module, source, f"{type(exc).__name__}: {exc}"))
+            return
+        info.append(PluginInfo(name, version, module, source))
+
+    for mod_name in BUILTIN_MODULES:
+        add(mod_name, importlib.import_module(mod_name), __version__, "builtin", mod_name)
+
+    if autoload is None:
+        autoload = not os.environ.get("DERMBENCH_DISABLE_PLUGIN_AUTOLOAD")
+    only = [s.strip() for s in os.environ.get("DERMBENCH_LOAD_PLUGINS", "").split(",") if s.strip()]
+    if autoload or only:
+        for ep in _entry_points():
+            if only and ep.name not in only:
+                continue
+            version = ep.dist.version if ep.dist else None
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                info.append(
+                    PluginInfo(ep.name, version, ep.value, "entry-point", f"failed to import: {type(exc).__name__}: {exc}")
+                )
+                continue
+            add(ep.name, plugin, version, "entry-point", ep.value)
+        missing = sorted(set(only) - {ep.name for ep in _entry_points()})
+        for name in missing:
+            info.append(PluginInfo(name, None, "", "entry-point", "not installed (named in DERMBENCH_LOAD_PLUGINS)"))
+
+    for name, plugin in extra or []:
+        add(name, plugin, getattr(plugin, "__version__", None), "inline", getattr(plugin, "__name__", name))
+    return Plugins(pm=pm, registries=registries, info=info)
+
+
+def _unregister(pm: pluggy.PluginManager, name: str) -> None:
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+
+
+_cached: Plugins | None = None
+
+
+def get_plugins(refresh: bool = False) -> Plugins:
+    """The process-wide plugins, loaded once."""
+    global _cached
+    if _cached is None or refresh:
+        _cached = load_plugins()
+    return _cached
+
+
+def require_ok(plugins: Plugins) -> None:
+    """Raise for the first failed plugin (used by ``--strict-plugins``)."""
+    for p in plugins.failures:
+        raise PluginError(f"plugin {p.name!r} ({p.module}): {p.error}")
