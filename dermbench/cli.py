@@ -1,5 +1,240 @@
-"""Command line (placeholder, filled in below)."""
+"""The ``dermbench`` command.
+
+User errors (unknown names, bad data, bad options, broken plugins) print one line and exit 2,
+with no traceback; whatever was already written stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from dermbench import __version__
+from dermbench.errors import ConfigError, DermbenchError
+
+RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("--profile", {"help": "smoke | quick (default) | uniform | paper"}),
+    ("--seed", {"type": int, "help": "training seed (default 0)"}),
+    ("--split-seed", {"type": int, "help": "split seed, fixed across training seeds (default 0)"}),
+    ("--model", {"help": "a registered model or any timm model name, e.g. resnet18"}),
+    ("--init", {"help": "imagenet | random | PATH to a weights file"}),
+    ("--image-size", {"type": int}),
+    ("--epochs", {"type": int}),
+    ("--batch-size", {"type": int}),
+    ("--lr", {"type": float, "help": "learning rate (default: the method's)"}),
+    ("--weight-decay", {"type": float}),
+    ("--early-stopping", {"type": int, "metavar": "PATIENCE", "help": "stop after PATIENCE epochs without improvement"}),
+    ("--select", {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy"}),
+    ("--augment", {"help": "none | flips | standard"}),
+    ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),
+    ("--device", {"help": "auto (default) | cpu | cuda | cuda:N"}),
+    ("--out", {"help": "runs folder (default runs/)"}),
+    ("--cache-dir", {"help": "decoded-image cache (default $DERMBENCH_CACHE or ~/.cache/dermbench)"}),
+]
 
 
-def main() -> None:  # pragma: no cover
-    raise SystemExit("not yet")
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    for flag, kw in RUN_FLAGS:
+        p.add_argument(flag, default=None, **kw)
+    p.add_argument("--data", action="append", metavar="NAME=PATH", help="dataset adapter and path (repeatable)")
+    p.add_argument("--test-data", action="append", metavar="NAME=PATH", help="external test set (repeatable)")
+    p.add_argument("--opt", action="append", metavar="SLOT.NAME=VALUE", help="component option, e.g. loss.gamma=2")
+    p.add_argument("--config", metavar="FILE", help="TOML config file (CLI flags win over it)")
+    p.add_argument("--skip-bad-images", action="store_true", default=None, help="skip unreadable images, listing them")
+    p.add_argument("--allow-empty-classes", action="store_true", default=None, help="allow a class with no images in a split")
+    p.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="run again even if a complete record exists")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
+    from dermbench.config import parse_assignments
+
+    out = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in RUN_FLAGS}
+    out["skip_bad_images"] = args.skip_bad_images
+    out["allow_empty_classes"] = args.allow_empty_classes
+    if args.data:
+        out["data"] = parse_assignments(args.data, "--data")
+    if args.test_data:
+        out["test_data"] = parse_assignments(args.test_data, "--test-data")
+    if args.opt:
+        out["options"] = parse_assignments(args.opt, "--opt")
+    return out
+
+
+def _resolve(task_name: str, method_name: str, args: argparse.Namespace, extra: dict | None = None) -> Any:
+    from dermbench.config import read_config_file, resolve_config
+    from dermbench.plugins import get_plugins
+    from dermbench.tasks import resolve_task
+
+    reg = get_plugins().registries
+    file_settings = read_config_file(args.config) if args.config else {}
+    task = resolve_task(task_name or file_settings.get("task", "ham7"), reg.tasks)
+    method = reg.methods.get(method_name or file_settings.get("method", "erm"))
+    cli = _cli_settings(args)
+    for k, v in (extra or {}).items():
+        if k == "options":
+            cli["options"] = {**cli.get("options", {}), **v}
+        else:
+            cli[k] = v
+    return resolve_config(task, method, file_settings, cli)
+
+
+def _warn_plugin_failures() -> None:
+    from dermbench.plugins import get_plugins
+
+    for p in get_plugins().failures:
+        print(f"dermbench: warning: plugin {p.name!r} not loaded: {p.error}", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dermbench.plugins import get_plugins
+    from dermbench.run import execute
+    from dermbench.textreport import format_record
+
+    _warn_plugin_failures()
+    cfg = _resolve(args.task, args.method, args)
+    if not args.quiet:
+        where = ", ".join(f"{k}={v}" for k, v in cfg.data.items()) or "built-in SYNTHETIC sample"
+        print(f"dermbench {__version__}: task {cfg.task}, method {cfg.method}, profile {cfg.profile}, data: {where}")
+    record, run_dir = execute(cfg, get_plugins(), resume=args.resume, force=args.force, progress=not args.quiet)
+    print(format_record(record, str(run_dir)))
+    return 0
+
+
+def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
+    """``["beta=0.5,1.0", "lr=1e-4"]`` -> ``{"loss.beta": [...], "lr": [...]}``.
+
+    A bare name that is not a run setting is taken as a loss option, the common case.
+    """
+    from dermbench.config import FIELDS, parse_assignments
+
+    grid: dict[str, list[str]] = {}
+    for key, values in parse_assignments(items, "--grid").items():
+        k = key.replace("-", "_")
+        if k not in FIELDS and "." not in k:
+            k = f"loss.{k}"
+        grid[k] = [v.strip() for v in values.split(",") if v.strip()]
+        if not grid[k]:
+            raise ConfigError(f"--grid {key}: no values")
+    return grid
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from dermbench.sweep import run_sweep
+
+    _warn_plugin_failures()
+    return run_sweep(args, _resolve, parse_grid(args.grid))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from dermbench.record import read_record
+    from dermbench.textreport import format_record
+
+    record = read_record(args.run)
+    if args.json:
+        print(json.dumps(record, indent=1))
+    else:
+        print(format_record(record, args.run))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from dermbench.plugins import get_plugins
+
+    plugins = get_plugins()
+    reg = plugins.registries
+    from dermbench.components import KINDS
+
+    for info in plugins.info:
+        provided = [f"{k}: {', '.join(n for n in reg.of(k).names() if reg.of(k).get(n).plugin == info.name)}" for k in KINDS]
+        provided = [p for p in provided if not p.endswith(": ")]
+        status = f"FAILED: {info.error}" if info.error else "; ".join(provided) or "(registers nothing)"
+        print(f"{info.name} {info.version or ''} [{info.source}] {status}")
+    return 1 if plugins.failures and args.strict else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from dermbench.plugins import get_plugins
+
+    reg = get_plugins().registries.of(args.kind)
+    for name in reg.names(args.pattern or "*"):
+        item = reg.get(name)
+        print(f"{name:24s} {item.summary}  [{item.plugin}]")
+        if args.verbose and hasattr(item, "describe_options"):
+            for opt in item.describe_options():
+                print(f"    {opt['name']}: {opt['type']} = {opt['default']!r}  {opt['help']}")
+        if args.verbose and args.kind == "methods":
+            print("    " + json.dumps(item.to_dict()["stages"]))
+    if args.kind == "models":
+        print("(any timm model name works too: `python -c \"import timm; print(timm.list_models('resnet*'))\"`)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dermbench", description="Benchmark dermatology image classifiers.")
+    parser.add_argument("--version", action="version", version=f"dermbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train and score one method on one task")
+    p.add_argument("--task", help="task name or a task .toml file (default ham7)")
+    p.add_argument("--method", help="method name (default erm)")
+    _add_run_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="run tasks x methods x option values x seeds, then summarise")
+    p.add_argument("--tasks", default="ham7", help="comma-separated task names")
+    p.add_argument("--methods", default="erm", help="comma-separated method names")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    p.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="values to sweep (repeatable)")
+    p.add_argument("--preset", help="a named sweep preset registered by a plugin")
+    p.add_argument("--summary-csv", help="also write the summary table as CSV")
+    _add_run_flags(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("show", help="print a run record as tables")
+    p.add_argument("run", help="run folder or record.json")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("plugins", help="list installed plugins and what they register")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("list", help="list registered components of one kind")
+    p.add_argument("kind", help="tasks, methods, datasets, models, losses, optimizers, schedulers, ...")
+    p.add_argument("pattern", nargs="?", help="glob, e.g. 'l*'")
+    p.add_argument("-v", "--verbose", action="store_true", help="show options")
+    p.set_defaults(func=cmd_list)
+
+    try:
+        from dermbench.leaderboard.cli import add_commands
+    except ImportError:
+        pass
+    else:
+        add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DermbenchError as exc:
+        print(f"dermbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dermbench: interrupted; what was written is kept (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -152,8 +152,8 @@ class ModelContext:
 
 @dataclass
 class OptimContext:
-    lr: float
-    weight_decay: float
+    lr: float | None
+    weight_decay: float | None
     epochs: int
     steps_per_epoch: int
 

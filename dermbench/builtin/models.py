@@ -1,3 +1,102 @@
-"""Built-in models."""
+"""Models: any timm backbone by name, plus a tiny CNN for fast tests and smoke runs.
 
-from dermbench.hookspecs import hookimpl  # noqa: F401
+``--init imagenet`` loads timm's pretrained weights (from the Hugging Face cache or hub);
+``--init PATH`` loads a local weights file (timm/torchvision state dict, ``.pth``/``.bin``/
+``.safetensors``); ``--init random`` trains from scratch. With no network and no cached weights,
+the error says how to provide a local file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from dermbench.components import Component, ModelContext
+from dermbench.errors import ConfigError
+from dermbench.hookspecs import hookimpl
+
+
+@dataclass(frozen=True)
+class TinyCNNOptions:
+    width: int = 16
+    dropout: float = 0.0
+
+
+class TinyCNN(nn.Module):
+    """Three conv blocks and a linear head: a model that trains in seconds on a CPU."""
+
+    def __init__(self, num_classes: int, width: int = 16, dropout: float = 0.0, in_chans: int = 3) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU(),
+        )  # fmt: skip
+        self.num_features = 4 * w
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(4 * w, num_classes))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x).mean(dim=(2, 3)))
+
+
+def make_tinycnn(options: TinyCNNOptions, ctx: ModelContext) -> nn.Module:
+    if ctx.init not in ("random",):
+        raise ConfigError(f"model tinycnn has no pretrained weights; use --init random (got {ctx.init!r})")
+    return TinyCNN(ctx.num_classes, options.width, options.dropout, ctx.in_chans)
+
+
+def create_timm_model(name: str, ctx: ModelContext, **kwargs: Any) -> nn.Module:
+    """A timm model with ``ctx.num_classes`` outputs, initialised as ``ctx.init`` says."""
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
+        hint = f" (similar: {', '.join(close)})" if close else ""
+        raise ConfigError(f"unknown model {name!r}: not registered and not a timm model{hint}")
+    if ctx.init == "random":
+        return timm.create_model(name, pretrained=False, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs)
+    if ctx.init == "imagenet":
+        try:
+            return timm.create_model(name, pretrained=True, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs)
+        except Exception as exc:  # offline, no cache, or no pretrained tag
+            raise ConfigError(
+                f"cannot load ImageNet weights for {name!r} ({type(exc).__name__}). This machine may be "
+                f"offline: on a machine with internet run `python -c \"import timm; "
+                f"timm.create_model('{name}', pretrained=True)\"` to fill the Hugging Face cache and copy it "
+                f"here (~/.cache/huggingface), or save the weights to a file and pass --init PATH"
+            ) from None
+    path = Path(ctx.init)
+    if not path.is_file():
+        raise ConfigError(f"--init {ctx.init!r}: expected imagenet, random or a weights file that exists")
+    try:
+        return timm.create_model(
+            name,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": str(path)},
+            num_classes=ctx.num_classes,
+            in_chans=ctx.in_chans,
+            **kwargs,
+        )
+    except Exception as exc:
+        raise ConfigError(f"--init {path}: cannot load these weights into {name!r}: {exc}") from None
+
+
+def build_model(name: str, ctx: ModelContext, registry: Any, options: dict[str, Any] | None = None) -> nn.Module:
+    """A registered model by name, else a timm model."""
+    if name in registry:
+        return registry.get(name).build(options or {}, ctx)
+    if options:
+        raise ConfigError(f"model options {sorted(options)} given, but {name!r} is a timm model without options")
+    return create_timm_model(name, ctx)
+
+
+@hookimpl
+def dermbench_register_models(register):
+    register(Component("tinycnn", make_tinycnn, "Three-block CNN for tests and smoke runs", options=TinyCNNOptions))

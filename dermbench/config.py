@@ -1,0 +1,194 @@
+"""The resolved configuration of one run.
+
+Precedence, lowest first: the harness defaults below < the profile (``smoke``/``quick`` from the
+harness, ``uniform`` from the task file, ``paper`` from the method) < the method's own settings for
+that profile < a TOML config file < CLI flags. A value left unset at a level means "use the level
+below", so the record shows exactly which value each setting ended with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermbench.components import Method, build_options
+from dermbench.errors import ConfigError
+from dermbench.tasks import Task
+
+PROFILES = ("smoke", "quick", "uniform", "paper")
+
+# Harness profiles: what a CPU can do in seconds (smoke) or minutes (quick).
+HARNESS_PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "model": "resnet18",
+        "init": "random",
+        "image_size": 32,
+        "epochs": 1,
+        "batch_size": 32,
+        "synthetic_n": 240,
+    },
+    "quick": {
+        "model": "resnet18",
+        "init": "random",
+        "image_size": 64,
+        "epochs": 4,
+        "batch_size": 32,
+        "synthetic_n": 1500,
+    },
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: str = "ham7"
+    method: str = "erm"
+    profile: str = "quick"
+    data: Mapping[str, str] = field(default_factory=dict)  # adapter name -> path; empty = synthetic
+    test_data: Mapping[str, str] = field(default_factory=dict)  # extra external test sets
+    seed: int = 0  # training seed
+    split_seed: int = 0  # split seed, fixed across training seeds so methods share one split
+    model: str = "resnet18"
+    init: str = "random"  # imagenet | random | PATH to weights
+    image_size: int = 64
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float | None = None  # None: the method's optimizer default
+    weight_decay: float | None = None
+    early_stopping: int | None = None  # patience in epochs on the selection metric
+    select: str = "last"  # checkpoint scored: last | val_macro_f1 | val_loss | val_accuracy
+    augment: str = "flips"  # none | flips | standard
+    synthetic_n: int = 1500
+    skip_bad_images: bool = False
+    allow_empty_classes: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)  # "loss.gamma" -> value
+    device: str = "auto"
+    out: str = "runs"
+    cache_dir: str | None = None
+    num_workers: int = 0
+
+    # fields that do not change results, left out of the run's identity
+    NON_IDENTITY = ("device", "out", "cache_dir", "num_workers")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["data"] = dict(self.data)
+        d["test_data"] = dict(self.test_data)
+        d["options"] = dict(self.options)
+        return d
+
+    def identity(self) -> dict[str, Any]:
+        d = self.to_dict()
+        for k in self.NON_IDENTITY:
+            d.pop(k, None)
+        d["data"] = {k: str(Path(v).resolve()) for k, v in self.data.items()}
+        d["test_data"] = {k: str(Path(v).resolve()) for k, v in self.test_data.items()}
+        return d
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.task}-{self.method}-s{self.seed}-{self.config_hash()}"
+
+    def component_options(self, prefix: str) -> dict[str, Any]:
+        """Option overrides for one component slot, e.g. ``prefix="loss"``."""
+        head = prefix + "."
+        return {k[len(head) :]: v for k, v in self.options.items() if k.startswith(head)}
+
+
+FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p}: {exc}") from None
+    unknown = sorted(set(data) - FIELDS)
+    if unknown:
+        raise ConfigError(f"config file {p}: unknown setting(s) {', '.join(unknown)}")
+    if "options" in data:  # allow [options.loss] gamma = 2 as well as "loss.gamma" = 2
+        flat: dict[str, Any] = {}
+        for k, v in data["options"].items():
+            if isinstance(v, dict):
+                flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+            else:
+                flat[k] = v
+        data["options"] = flat
+    return data
+
+
+def parse_assignments(items: list[str] | None, what: str) -> dict[str, str]:
+    """``["a=1", "b=2"]`` -> ``{"a": "1", "b": "2"}``, refusing items without ``=``."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what}: expected NAME=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def profile_settings(profile: str, task: Task, method: Method) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    settings: dict[str, Any] = {}
+    if profile in HARNESS_PROFILES:
+        settings.update(HARNESS_PROFILES[profile])
+    if profile in ("uniform", "paper"):
+        settings.update(task.protocols.get("uniform", {}))
+    if profile == "paper" and "paper" not in method.profiles:
+        raise ConfigError(f"method {method.name!r} defines no 'paper' profile; use --profile uniform")
+    settings.update(method.profiles.get(profile, {}))
+    return settings
+
+
+def resolve_config(
+    task: Task,
+    method: Method,
+    file_settings: Mapping[str, Any] | None = None,
+    cli_settings: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Merge the levels and type-check every value (strings from the CLI are parsed)."""
+    file_settings = dict(file_settings or {})
+    cli_settings = {k: v for k, v in (cli_settings or {}).items() if v is not None}
+    profile = cli_settings.get("profile") or file_settings.get("profile") or RunConfig.profile
+    merged: dict[str, Any] = {"task": task.name, "method": method.name, "profile": profile}
+    merged.update(profile_settings(profile, task, method))
+    for level in (file_settings, cli_settings):
+        for k, v in level.items():
+            if k in ("options", "data", "test_data"):
+                merged[k] = {**merged.get(k, {}), **dict(v)}
+            else:
+                merged[k] = v
+    merged["task"], merged["method"] = task.name, method.name
+    cfg = build_options(RunConfig, merged, where="config")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    if cfg.image_size < 16:
+        raise ConfigError(f"image_size must be >= 16, got {cfg.image_size}")
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.select not in ("last", "val_macro_f1", "val_loss", "val_accuracy"):
+        raise ConfigError(f"select must be last, val_macro_f1, val_loss or val_accuracy, got {cfg.select!r}")
+    if cfg.augment not in ("none", "flips", "standard"):
+        raise ConfigError(f"augment must be none, flips or standard, got {cfg.augment!r}")
+    for key in cfg.options:
+        if "." not in key:
+            raise ConfigError(f"option {key!r}: expected SLOT.NAME, e.g. loss.gamma or optimizer.lr")

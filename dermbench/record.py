@@ -1,0 +1,99 @@
+"""Run records: one JSON per run, written atomically, the only thing leaderboards read."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermbench.errors import DermbenchError
+
+SCHEMA = "dermbench.run/1"
+RECORD_NAME = "record.json"
+PACKAGES = ("dermbench", "torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "fairlearn", "pluggy")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        f = float(obj)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".record-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_plain(data), fh, indent=1, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_record(path: str | Path) -> dict:
+    """A record from a run dir or a record.json path."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RECORD_NAME
+    if not p.is_file():
+        raise DermbenchError(f"no run record at {p}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise DermbenchError(f"run record {p} is not valid JSON: {exc}") from None
+    if data.get("schema") != SCHEMA:
+        raise DermbenchError(f"{p}: not a dermbench run record (schema {data.get('schema')!r})")
+    return data
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment(device: str, plugin_versions: dict[str, str | None]) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "packages": package_versions(),
+        "plugins": plugin_versions,
+    }
+
+
+def find_records(root: str | Path) -> list[Path]:
+    return sorted(Path(root).rglob(RECORD_NAME))
