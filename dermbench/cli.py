@@ -190,7 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="erm", help="comma-separated method names")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="values to sweep (repeatable)")
-    p.add_argument("--preset", help="a named sweep preset registered by a plugin")
     p.add_argument("--summary-csv", help="also write the summary table as CSV")
     _add_run_flags(p)
     p.set_defaults(func=cmd_sweep)
