@@ -26,7 +26,10 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--batch-size", {"type": int}),
     ("--lr", {"type": float, "help": "learning rate (default: the method's)"}),
     ("--weight-decay", {"type": float}),
-    ("--early-stopping", {"type": int, "metavar": "PATIENCE", "help": "stop after PATIENCE epochs without improvement"}),
+    (
+        "--early-stopping",
+        {"type": int, "metavar": "PATIENCE", "help": "stop after PATIENCE epochs without improvement"},
+    ),
     ("--select", {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy"}),
     ("--augment", {"help": "none | flips | standard"}),
     ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),
@@ -39,13 +42,26 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     for flag, kw in RUN_FLAGS:
         p.add_argument(flag, default=None, **kw)
-    p.add_argument("--data", action="append", metavar="NAME=PATH", help="dataset adapter and path (repeatable)")
+    p.add_argument(
+        "--data", action="append", metavar="NAME=PATH", help="dataset adapter and path (repeatable)"
+    )
     p.add_argument("--test-data", action="append", metavar="NAME=PATH", help="external test set (repeatable)")
-    p.add_argument("--opt", action="append", metavar="SLOT.NAME=VALUE", help="component option, e.g. loss.gamma=2")
+    p.add_argument(
+        "--opt", action="append", metavar="SLOT.NAME=VALUE", help="component option, e.g. loss.gamma=2"
+    )
     p.add_argument("--config", metavar="FILE", help="TOML config file (CLI flags win over it)")
-    p.add_argument("--skip-bad-images", action="store_true", default=None, help="skip unreadable images, listing them")
-    p.add_argument("--allow-empty-classes", action="store_true", default=None, help="allow a class with no images in a split")
-    p.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
+    p.add_argument(
+        "--skip-bad-images", action="store_true", default=None, help="skip unreadable images, listing them"
+    )
+    p.add_argument(
+        "--allow-empty-classes",
+        action="store_true",
+        default=None,
+        help="allow a class with no images in a split",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue an unfinished run from its last checkpoint"
+    )
     p.add_argument("--force", action="store_true", help="run again even if a complete record exists")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -99,8 +115,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _resolve(args.task, args.method, args)
     if not args.quiet:
         where = ", ".join(f"{k}={v}" for k, v in cfg.data.items()) or "built-in SYNTHETIC sample"
-        print(f"dermbench {__version__}: task {cfg.task}, method {cfg.method}, profile {cfg.profile}, data: {where}")
-    record, run_dir = execute(cfg, get_plugins(), resume=args.resume, force=args.force, progress=not args.quiet)
+        print(
+            f"dermbench {__version__}: task {cfg.task}, method {cfg.method}, profile {cfg.profile}, data: {where}"
+        )
+    record, run_dir = execute(
+        cfg, get_plugins(), resume=args.resume, force=args.force, progress=not args.quiet
+    )
     print(format_record(record, str(run_dir)))
     return 0
 
@@ -150,7 +170,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from dermbench.components import KINDS
 
     for info in plugins.info:
-        provided = [f"{k}: {', '.join(n for n in reg.of(k).names() if reg.of(k).get(n).plugin == info.name)}" for k in KINDS]
+        provided = [
+            f"{k}: {', '.join(n for n in reg.of(k).names() if reg.of(k).get(n).plugin == info.name)}"
+            for k in KINDS
+        ]
         provided = [p for p in provided if not p.endswith(": ")]
         status = f"FAILED: {info.error}" if info.error else "; ".join(provided) or "(registers nothing)"
         print(f"{info.name} {info.version or ''} [{info.source}] {status}")
@@ -170,7 +193,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.verbose and args.kind == "methods":
             print("    " + json.dumps(item.to_dict()["stages"]))
     if args.kind == "models":
-        print("(any timm model name works too: `python -c \"import timm; print(timm.list_models('resnet*'))\"`)")
+        print(
+            "(any timm model name works too: `python -c \"import timm; print(timm.list_models('resnet*'))\"`)"
+        )
     return 0
 
 

@@ -185,7 +185,9 @@ def _parse_value(kind: Any, raw: Any, where: str, name: str) -> Any:
             inner = args[0] if args else str
             return tuple(_parse_value(inner, p.strip(), where, name) for p in raw.split(",") if p.strip())
     except ValueError:
-        raise ConfigError(f"option {where}.{name}: cannot read {raw!r} as {getattr(kind, '__name__', kind)}") from None
+        raise ConfigError(
+            f"option {where}.{name}: cannot read {raw!r} as {getattr(kind, '__name__', kind)}"
+        ) from None
     return raw
 
 

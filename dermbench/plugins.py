@@ -142,13 +142,21 @@ def load_plugins(extra: list[tuple[str, Any]] | None = None, autoload: bool | No
                 plugin = ep.load()
             except Exception as exc:
                 info.append(
-                    PluginInfo(ep.name, version, ep.value, "entry-point", f"failed to import: {type(exc).__name__}: {exc}")
+                    PluginInfo(
+                        ep.name,
+                        version,
+                        ep.value,
+                        "entry-point",
+                        f"failed to import: {type(exc).__name__}: {exc}",
+                    )
                 )
                 continue
             add(ep.name, plugin, version, "entry-point", ep.value)
         missing = sorted(set(only) - {ep.name for ep in _entry_points()})
         for name in missing:
-            info.append(PluginInfo(name, None, "", "entry-point", "not installed (named in DERMBENCH_LOAD_PLUGINS)"))
+            info.append(
+                PluginInfo(name, None, "", "entry-point", "not installed (named in DERMBENCH_LOAD_PLUGINS)")
+            )
 
     for name, plugin in extra or []:
         add(name, plugin, getattr(plugin, "__version__", None), "inline", getattr(plugin, "__name__", name))

@@ -18,7 +18,17 @@ from dermbench.errors import DermbenchError
 
 SCHEMA = "dermbench.run/1"
 RECORD_NAME = "record.json"
-PACKAGES = ("dermbench", "torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "fairlearn", "pluggy")
+PACKAGES = (
+    "dermbench",
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "fairlearn",
+    "pluggy",
+)
 
 
 def now() -> str:

@@ -99,7 +99,9 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         frame["group"] = frame["dataset"] + ":" + frame["group"].astype(str)
     images = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     if len(frame) == 0:
-        raise ConfigError(f"no images left for task {task.name!r} after mapping labels: check --data and the task")
+        raise ConfigError(
+            f"no images left for task {task.name!r} after mapping labels: check --data and the task"
+        )
     idx = make_splits(frame, seed=cfg.split_seed)
     check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
     official = "split" in frame.columns and frame["split"].notna().all()
@@ -115,7 +117,9 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         "synthetic": synthetic,
         "image_size": cfg.image_size,
         "datasets": infos,
-        "split_protocol": "official" if official else f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}",
+        "split_protocol": "official"
+        if official
+        else f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}",
         "splits": {
             name: {
                 "n": len(s),
@@ -351,7 +355,9 @@ def _posthoc_ctx(task: Task) -> Any:
     from dermbench.builtin.posthoc import PosthocContext
 
     return PosthocContext(
-        classes=list(task.classes), positive_class=task.positive_class, recall_constraint=task.recall_constraint
+        classes=list(task.classes),
+        positive_class=task.positive_class,
+        recall_constraint=task.recall_constraint,
     )
 
 

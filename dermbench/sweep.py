@@ -43,7 +43,16 @@ def summarise(records: list[dict], point_of: dict[str, dict[str, str]]) -> tuple
     for r in records:
         key = (r["task"]["name"], r["method"]["name"], tuple(sorted(point_of[r["run_id"]].items())))
         cells.setdefault(key, []).append(r)
-    header = ["task", "method", "setting", "seeds", "primary metric", "test primary", "test macro-F1", "test bal. acc"]
+    header = [
+        "task",
+        "method",
+        "setting",
+        "seeds",
+        "primary metric",
+        "test primary",
+        "test macro-F1",
+        "test bal. acc",
+    ]
     rows = []
     for (task, method, point), rs in sorted(cells.items()):
         primary = rs[0]["task"]["primary_metric"]
@@ -75,14 +84,20 @@ def run_sweep(
         raise DermbenchError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     points = grid_points(grid)
     plan = [(t, m, p, s) for t in tasks for m in methods for p in points for s in seeds]
-    log(f"sweep: {len(plan)} runs ({len(tasks)} tasks x {len(methods)} methods x {len(points)} settings x {len(seeds)} seeds)")
+    log(
+        f"sweep: {len(plan)} runs ({len(tasks)} tasks x {len(methods)} methods x {len(points)} settings x {len(seeds)} seeds)"
+    )
     records, point_of, failures = [], {}, []
     for i, (task, method, point, seed) in enumerate(plan, 1):
-        label = f"[{i}/{len(plan)}] {task} {method} seed {seed} " + " ".join(f"{k}={v}" for k, v in point.items())
+        label = f"[{i}/{len(plan)}] {task} {method} seed {seed} " + " ".join(
+            f"{k}={v}" for k, v in point.items()
+        )
         try:
             cfg = resolve(task, method, args, {**_as_settings(point), "seed": seed})
             log(label)
-            record, _ = execute(cfg, get_plugins(), resume=True, force=args.force, progress=not args.quiet, log=log)
+            record, _ = execute(
+                cfg, get_plugins(), resume=True, force=args.force, progress=not args.quiet, log=log
+            )
         except DermbenchError as exc:
             log(f"{label}: FAILED: {exc}")
             failures.append((label, str(exc)))

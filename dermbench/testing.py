@@ -41,11 +41,15 @@ def tiny_task_plugin(task: Task = TINY_TASK) -> types.SimpleNamespace:
     def dermbench_register_tasks(register: Any) -> None:
         register(task)
 
-    return types.SimpleNamespace(dermbench_register_tasks=dermbench_register_tasks, __name__="tiny_task_plugin")
+    return types.SimpleNamespace(
+        dermbench_register_tasks=dermbench_register_tasks, __name__="tiny_task_plugin"
+    )
 
 
 def make_plugins(*extra: tuple[str, Any], autoload: bool = False) -> Plugins:
-    return load_plugins(extra=[("dermbench.testing.tiny_task", tiny_task_plugin()), *extra], autoload=autoload)
+    return load_plugins(
+        extra=[("dermbench.testing.tiny_task", tiny_task_plugin()), *extra], autoload=autoload
+    )
 
 
 @pytest.fixture

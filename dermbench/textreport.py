@@ -15,7 +15,9 @@ def fmt(v: Any, digits: int = 4) -> str:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))  # noqa: E731
+    line = lambda r: "  ".join(
+        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+    )  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]])
 
 
@@ -37,7 +39,12 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
         op = [s for s in splits if record["metrics"][s].get("operating_point")]
         if op:
             for key in ("threshold", "recall", "precision", "f1", "specificity"):
-                rows.append([f"op.{key}", *[fmt((record["metrics"][s].get("operating_point") or {}).get(key)) for s in splits]])
+                rows.append(
+                    [
+                        f"op.{key}",
+                        *[fmt((record["metrics"][s].get("operating_point") or {}).get(key)) for s in splits],
+                    ]
+                )
         parts += ["", table(rows, ["metric", *splits])]
         test = record["metrics"].get("test", {})
         per_class = test.get("per_class") or {}

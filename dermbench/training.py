@@ -149,7 +149,9 @@ def epoch_seed(seed: int, stage: int, epoch: int) -> int:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device
+) -> torch.Tensor:
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
@@ -159,7 +161,9 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int, devi
     return torch.cat(out) if out else torch.empty(0)
 
 
-def evaluate(model: nn.Module, split: SplitData, loss_fn: nn.Module, batch_size: int, device: torch.device) -> dict:
+def evaluate(
+    model: nn.Module, split: SplitData, loss_fn: nn.Module, batch_size: int, device: torch.device
+) -> dict:
     logits = predict_logits(model, split.images, batch_size, device)
     y = torch.as_tensor(split.y)
     with torch.no_grad():
@@ -258,7 +262,11 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
         es = epoch_seed(cfg.seed, ctx.stage_index, epoch)
         torch.manual_seed(es)
         gen = torch.Generator().manual_seed(es)
-        order = sampler.epoch_indices(es) if sampler is not None else np.random.default_rng(es).permutation(len(ctx.train))
+        order = (
+            sampler.epoch_indices(es)
+            if sampler is not None
+            else np.random.default_rng(es).permutation(len(ctx.train))
+        )
         model.train()
         if hasattr(optimizer, "train"):
             optimizer.train()
@@ -310,7 +318,10 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
             improved = best is None or (score > best if mode == "max" else score < best)
             if improved:
                 best, best_epoch, bad_epochs = score, epoch, 0
-                _atomic_save({"model": model.state_dict(), "epoch": epoch}, ctx.checkpoint_dir / f"best-{ctx.stage_index}.pt")
+                _atomic_save(
+                    {"model": model.state_dict(), "epoch": epoch},
+                    ctx.checkpoint_dir / f"best-{ctx.stage_index}.pt",
+                )
             else:
                 bad_epochs += 1
         ctx.history.append(row)
@@ -334,7 +345,9 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
         if stop:
             break
     if mode is not None and best_epoch is not None:
-        state = torch.load(ctx.checkpoint_dir / f"best-{ctx.stage_index}.pt", map_location=device, weights_only=True)
+        state = torch.load(
+            ctx.checkpoint_dir / f"best-{ctx.stage_index}.pt", map_location=device, weights_only=True
+        )
         model.load_state_dict(state["model"])
         ctx.extra["best_epoch"] = best_epoch
     else:

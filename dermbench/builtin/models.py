@@ -61,14 +61,18 @@ def create_timm_model(name: str, ctx: ModelContext, **kwargs: Any) -> nn.Module:
         hint = f" (similar: {', '.join(close)})" if close else ""
         raise ConfigError(f"unknown model {name!r}: not registered and not a timm model{hint}")
     if ctx.init == "random":
-        return timm.create_model(name, pretrained=False, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs)
+        return timm.create_model(
+            name, pretrained=False, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs
+        )
     if ctx.init == "imagenet":
         try:
-            return timm.create_model(name, pretrained=True, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs)
+            return timm.create_model(
+                name, pretrained=True, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs
+            )
         except Exception as exc:  # offline, no cache, or no pretrained tag
             raise ConfigError(
                 f"cannot load ImageNet weights for {name!r} ({type(exc).__name__}). This machine may be "
-                f"offline: on a machine with internet run `python -c \"import timm; "
+                f'offline: on a machine with internet run `python -c "import timm; '
                 f"timm.create_model('{name}', pretrained=True)\"` to fill the Hugging Face cache and copy it "
                 f"here (~/.cache/huggingface), or save the weights to a file and pass --init PATH"
             ) from None
@@ -88,15 +92,21 @@ def create_timm_model(name: str, ctx: ModelContext, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"--init {path}: cannot load these weights into {name!r}: {exc}") from None
 
 
-def build_model(name: str, ctx: ModelContext, registry: Any, options: dict[str, Any] | None = None) -> nn.Module:
+def build_model(
+    name: str, ctx: ModelContext, registry: Any, options: dict[str, Any] | None = None
+) -> nn.Module:
     """A registered model by name, else a timm model."""
     if name in registry:
         return registry.get(name).build(options or {}, ctx)
     if options:
-        raise ConfigError(f"model options {sorted(options)} given, but {name!r} is a timm model without options")
+        raise ConfigError(
+            f"model options {sorted(options)} given, but {name!r} is a timm model without options"
+        )
     return create_timm_model(name, ctx)
 
 
 @hookimpl
 def dermbench_register_models(register):
-    register(Component("tinycnn", make_tinycnn, "Three-block CNN for tests and smoke runs", options=TinyCNNOptions))
+    register(
+        Component("tinycnn", make_tinycnn, "Three-block CNN for tests and smoke runs", options=TinyCNNOptions)
+    )

@@ -54,7 +54,9 @@ def make_adamw(options: AdamOptions, params: Any, ctx: OptimContext) -> torch.op
 
 def make_sgd(options: SGDOptions, params: Any, ctx: OptimContext) -> torch.optim.Optimizer:
     lr, wd = _lr(options, ctx)
-    return torch.optim.SGD(_groups(params, lr, wd), lr=lr, momentum=options.momentum, nesterov=options.nesterov)
+    return torch.optim.SGD(
+        _groups(params, lr, wd), lr=lr, momentum=options.momentum, nesterov=options.nesterov
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,11 @@ def make_adamw_schedulefree(options: ScheduleFreeOptions, params: Any, ctx: Opti
 
     lr, wd = _lr(options, ctx)
     return schedulefree.AdamWScheduleFree(
-        _groups(params, lr, wd), lr=lr, weight_decay=wd, warmup_steps=options.warmup_steps, betas=(options.beta1, 0.999)
+        _groups(params, lr, wd),
+        lr=lr,
+        weight_decay=wd,
+        warmup_steps=options.warmup_steps,
+        betas=(options.beta1, 0.999),
     )
 
 
@@ -117,5 +123,9 @@ def dermbench_register_optimizers(register):
 
 @hookimpl
 def dermbench_register_schedulers(register):
-    register(Component("step", make_step, "Step decay: lr x gamma every step_size epochs", options=StepOptions))
-    register(Component("cosine", make_cosine, "Cosine annealing over the stage's epochs", options=CosineOptions))
+    register(
+        Component("step", make_step, "Step decay: lr x gamma every step_size epochs", options=StepOptions)
+    )
+    register(
+        Component("cosine", make_cosine, "Cosine annealing over the stage's epochs", options=CosineOptions)
+    )
