@@ -32,7 +32,9 @@ class DatasetRecords:
     path: str | None  # what the user named; None for generated data
     frame: pd.DataFrame
     label_source: str  # the namespace task mappings are keyed by, e.g. "ham10000_dx"
-    read_image: Callable[[int], Image.Image]  # row position -> RGB PIL image; raises DataError naming the file
+    read_image: Callable[
+        [int], Image.Image
+    ]  # row position -> RGB PIL image; raises DataError naming the file
     identity: str  # changes whenever the images could have changed; part of the cache key
     synthetic: bool = False
 
