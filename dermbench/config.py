@@ -64,6 +64,9 @@ class RunConfig:
     select: str = "last"  # checkpoint scored: last | val_macro_f1 | val_loss | val_accuracy
     augment: str = "flips"  # none | flips | standard
     synthetic_n: int = 1500
+    ensemble: str = "none"  # none | cvK: K models from lesion-grouped K-fold CV over train + val
+    tta: str = "none"  # none | flips | flips_rot90: test-time augmentation averaged per image
+    groups: tuple[str, ...] = ()  # subgroup audit columns, e.g. ("ita", "sex", "skin_type")
     skip_bad_images: bool = False
     allow_empty_classes: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)  # "loss.gamma" -> value
@@ -80,6 +83,7 @@ class RunConfig:
         d["data"] = dict(self.data)
         d["test_data"] = dict(self.test_data)
         d["options"] = dict(self.options)
+        d["groups"] = list(self.groups)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -189,6 +193,8 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"select must be last, val_macro_f1, val_loss or val_accuracy, got {cfg.select!r}")
     if cfg.augment not in ("none", "flips", "standard"):
         raise ConfigError(f"augment must be none, flips or standard, got {cfg.augment!r}")
+    if cfg.tta not in ("none", "flips", "flips_rot90"):
+        raise ConfigError(f"tta must be none, flips or flips_rot90, got {cfg.tta!r}")
     for key in cfg.options:
         if "." not in key:
             raise ConfigError(f"option {key!r}: expected SLOT.NAME, e.g. loss.gamma or optimizer.lr")

@@ -20,14 +20,14 @@ from dermbench import __version__
 from dermbench.components import ModelContext
 from dermbench.config import RunConfig
 from dermbench.data.cache import load_images
-from dermbench.data.splits import check_splits, make_splits, split_fingerprint
+from dermbench.data.splits import check_splits, kfold_splits, make_splits, split_fingerprint
 from dermbench.data.tasking import apply_task
 from dermbench.errors import ConfigError
 from dermbench.metrics import classification_report, overfitting_gap
 from dermbench.plugins import Plugins
 from dermbench.record import RECORD_NAME, environment, now, read_record, write_json_atomic
 from dermbench.tasks import Task, resolve_task
-from dermbench.training import SplitData, StageContext, pick_device, predict_logits
+from dermbench.training import SplitData, StageContext, pick_device, predict_logits, to_input
 
 META_COLUMNS = ("skin_type", "ita", "sex", "age", "localization", "dataset")
 
@@ -120,18 +120,18 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         "split_protocol": "official"
         if official
         else f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}",
-        "splits": {
-            name: {
-                "n": len(s),
-                "fingerprint": split_fingerprint(s.frame, np.arange(len(s.frame))),
-                "class_counts": dict(
-                    zip(task.classes, np.bincount(s.y, minlength=task.num_classes).tolist(), strict=True)
-                ),
-            }
-            for name, s in splits.items()
-        },
+        "splits": {name: describe_split(s, task) for name, s in splits.items()},
     }
     return PreparedData(splits=splits, info=info, synthetic=synthetic)
+
+
+def describe_split(s: SplitData, task: Task) -> dict[str, Any]:
+    counts = np.bincount(s.y, minlength=task.num_classes).tolist()
+    return {
+        "n": len(s),
+        "fingerprint": split_fingerprint(s.frame, np.arange(len(s.frame))),
+        "class_counts": dict(zip(task.classes, counts, strict=True)),
+    }
 
 
 def _split(name: str, frame: pd.DataFrame, images: np.ndarray, pos: np.ndarray) -> SplitData:
@@ -229,35 +229,150 @@ def execute(
     write_json_atomic(record_path, record)
     plugins.run_start(record)
 
+    histories: list[list[dict]] = []
+
+    def on_epoch_end(row: dict) -> None:
+        record["history"] = [r for h in histories for r in h]
+        write_json_atomic(record_path, record)
+        plugins.epoch_end(record, row)
+        if progress:
+            fold = f" fold {row['fold']}" if "fold" in row else ""
+            log(
+                f"  {row['stage']}{fold} epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
+                f"{row['train_accuracy']:.3f} | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} "
+                f"macro-F1 {row['val_macro_f1']:.3f} ({row['seconds']:.1f}s)"
+            )
+
+    def fit(train: SplitData, val: SplitData, ckpt: Path, fold: int | None) -> tuple[torch.nn.Module, Any]:
+        history: list[dict] = []
+        histories.append(history)
+        return train_model(
+            cfg,
+            task,
+            method,
+            reg,
+            device,
+            train,
+            val,
+            ckpt,
+            history,
+            resume,
+            progress,
+            log,
+            on_epoch_end,
+            fold,
+        )
+
+    k = ensemble_folds(cfg.ensemble)
+    if k is None:
+        model, best_epoch = fit(data.splits["train"], data.splits["val"], ckpt_dir, None)
+        models = [model]
+        probs = {name: predict_probs(model, s.images, cfg, device) for name, s in data.splits.items()}
+    else:
+        pool = concat_splits("val", data.splits["train"], data.splits["val"])
+        folds = kfold_splits(pool.frame, k, seed=cfg.split_seed)
+        oof = np.zeros((len(pool), task.num_classes))
+        models, best_epoch = [], []
+        for i, held_out in enumerate(folds):
+            rest = np.setdiff1d(np.arange(len(pool)), held_out)
+            model, be = fit(
+                subset(pool, rest, "train"), subset(pool, held_out, "val"), ckpt_dir / f"fold{i}", i
+            )
+            oof[held_out] = predict_probs(model, pool.images[torch.as_tensor(held_out)], cfg, device)
+            models.append(model)
+            best_epoch.append(be)
+        data.splits["val"] = pool  # scored on out-of-fold predictions
+        data.info["splits"]["val"] = describe_split(pool, task)
+        data.info["splits"]["val"]["out_of_fold"] = True
+        probs = {"val": oof}
+        for name, s in data.splits.items():
+            if name != "val":
+                probs[name] = np.mean([predict_probs(m, s.images, cfg, device) for m in models], axis=0)
+    record["best_epoch"] = best_epoch
+    record["history"] = [r for h in histories for r in h]
+
+    scored = score(probs, data, task, method, cfg, plugins, run_dir)
+    record.update(scored)
+    record["overfitting_gap"] = overfitting_gap(record["history"])
+    record["status"] = "complete"
+    record["finished"] = now()
+    write_json_atomic(record_path, record)
+    plugins.run_finished(record, str(run_dir))
+    return record, run_dir
+
+
+def ensemble_folds(spec: str) -> int | None:
+    """``none`` -> None; ``cv3`` -> 3 (k-fold cross-validation ensemble over train + val)."""
+    if spec == "none":
+        return None
+    if spec.startswith("cv") and spec[2:].isdigit() and int(spec[2:]) >= 2:
+        return int(spec[2:])
+    raise ConfigError(f"--ensemble must be none or cvK with K >= 2 (e.g. cv3), got {spec!r}")
+
+
+def subset(split: SplitData, pos: np.ndarray, name: str) -> SplitData:
+    return SplitData(
+        name=name,
+        images=split.images[torch.as_tensor(pos)],
+        y=split.y[pos],
+        frame=split.frame.iloc[pos].reset_index(drop=True),
+    )
+
+
+def concat_splits(name: str, *splits: SplitData) -> SplitData:
+    return SplitData(
+        name=name,
+        images=torch.cat([s.images for s in splits]),
+        y=np.concatenate([s.y for s in splits]),
+        frame=pd.concat([s.frame for s in splits], ignore_index=True),
+    )
+
+
+def train_model(
+    cfg: RunConfig,
+    task: Task,
+    method: Any,
+    reg: Any,
+    device: torch.device,
+    train: SplitData,
+    val: SplitData,
+    ckpt_dir: Path,
+    history: list[dict],
+    resume: bool,
+    progress: bool,
+    log: Any,
+    on_epoch_end: Any,
+    fold: int | None = None,
+) -> tuple[torch.nn.Module, int | None]:
+    """Build a model and run the method's stages on it, resuming from ``ckpt_dir`` if asked."""
     resume_state = None
     if resume and (ckpt_dir / "last.pt").exists():
         resume_state = torch.load(ckpt_dir / "last.pt", map_location="cpu", weights_only=False)
-        record["history"] = list(resume_state["history"])
-        log(f"resuming {run_dir} after {resume_state['history'][-1]['stage']} epoch {resume_state['epoch']}")
+        history.extend(resume_state["history"])
+        last = resume_state["history"][-1]
+        log(f"resuming {ckpt_dir} after {last['stage']} epoch {last['epoch']}")
+    for row in history:
+        if fold is not None:
+            row["fold"] = fold
 
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % (2**32))
-    model_opts = cfg.component_options("model")
+    seed = cfg.seed if fold is None else cfg.seed * 100 + fold
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
     from dermbench.builtin.models import build_model
 
     model = build_model(
         cfg.model,
         ModelContext(num_classes=task.num_classes, image_size=cfg.image_size, init=cfg.init),
         reg.models,
-        model_opts,
+        cfg.component_options("model"),
     ).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    def on_epoch_end(row: dict) -> None:
-        write_json_atomic(record_path, record)
-        plugins.epoch_end(record, row)
-        if progress:
-            log(
-                f"  {row['stage']} epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
-                f"{row['train_accuracy']:.3f} | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} "
-                f"macro-F1 {row['val_macro_f1']:.3f} ({row['seconds']:.1f}s)"
-            )
+    def tagged(row: dict) -> None:
+        if fold is not None:
+            row["fold"] = fold
+        on_epoch_end(row)
 
     best_epoch = None
     for i, recipe in enumerate(method.stages):
@@ -271,57 +386,60 @@ def execute(
                 continue
             if i == done_index:
                 state = resume_state
-        runner = reg.stages.get(recipe.runner)
         ctx = StageContext(
             model=model,
-            train=data.splits["train"],
-            val=data.splits["val"],
+            train=train,
+            val=val,
             task=task,
             cfg=cfg,
             recipe=recipe,
             stage_index=i,
             registries=reg,
             device=device,
-            history=record["history"],
+            history=history,
             checkpoint_dir=ckpt_dir,
-            on_epoch_end=on_epoch_end,
+            on_epoch_end=tagged,
             resume_state=state,
             progress=progress,
+            extra={"seed": seed},
         )
-        runner.build({**recipe.options, **cfg.component_options("stage")}, ctx)
+        reg.stages.get(recipe.runner).build({**recipe.options, **cfg.component_options("stage")}, ctx)
         best_epoch = ctx.extra.get("best_epoch")
-    if resume_state is not None and resume_state.get("stage_done") and cfg.select != "last":
+    last_stage_done = resume_state is not None and resume_state["stage_index"] == len(method.stages) - 1
+    if last_stage_done and resume_state["stage_done"] and cfg.select != "last":
         best = ckpt_dir / f"best-{len(method.stages) - 1}.pt"
         if best.exists():
             model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
-    record["best_epoch"] = best_epoch
+    return model, best_epoch
 
-    scored = score(model, data, task, method, cfg, plugins, device, run_dir)
-    record.update(scored)
-    record["overfitting_gap"] = overfitting_gap(record["history"])
-    record["status"] = "complete"
-    record["finished"] = now()
-    write_json_atomic(record_path, record)
-    plugins.run_finished(record, str(run_dir))
-    return record, run_dir
+
+def predict_probs(
+    model: torch.nn.Module, images: torch.Tensor, cfg: RunConfig, device: torch.device
+) -> np.ndarray:
+    """Softmax probabilities, averaged over test-time augmentations when ``cfg.tta`` asks."""
+    if cfg.tta == "none":
+        return torch.softmax(predict_logits(model, images, cfg.batch_size * 2, device), dim=1).numpy()
+    from dermbench.tta import tta_predict
+
+    model.eval()
+    out = []
+    for start in range(0, len(images), cfg.batch_size):
+        x = to_input(images[start : start + cfg.batch_size], device)
+        out.append(np.asarray(tta_predict(model, x, mode=cfg.tta, batch_size=cfg.batch_size)))
+    return np.concatenate(out) if out else np.zeros((0, 0))
 
 
 def score(
-    model: torch.nn.Module,
+    probs: dict[str, np.ndarray],
     data: PreparedData,
     task: Task,
     method: Any,
     cfg: RunConfig,
     plugins: Plugins,
-    device: torch.device,
     run_dir: Path,
 ) -> dict[str, Any]:
-    """Predict every split, fit post-hoc steps on validation, score every split."""
+    """Fit post-hoc steps on validation predictions, apply them unchanged to every split, score."""
     reg = plugins.registries
-    probs = {
-        name: torch.softmax(predict_logits(model, s.images, cfg.batch_size * 2, device), dim=1).numpy()
-        for name, s in data.splits.items()
-    }
     posthoc_refs = list(method.posthoc)
     if task.is_decision_task and not any(r.name == "recall_threshold" for r in posthoc_refs):
         from dermbench.components import Ref

@@ -259,7 +259,7 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
     mode = SELECT_MODE.get(cfg.select)
     for epoch in range(start_epoch, epochs + 1):
         t0 = time.time()
-        es = epoch_seed(cfg.seed, ctx.stage_index, epoch)
+        es = epoch_seed(ctx.extra.get("seed", cfg.seed), ctx.stage_index, epoch)
         torch.manual_seed(es)
         gen = torch.Generator().manual_seed(es)
         order = (
