@@ -98,8 +98,9 @@ def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
     """Batch augmentation on float NCHW in [0, 1] before normalisation.
 
     ``flips``: horizontal and vertical flips and right-angle rotations (a lesion has no up);
-    ``standard``: flips plus brightness/contrast/saturation jitter of +-20% and random erasing of
-    one rectangle with probability 0.25.
+    ``standard``: flips plus a random rotation of up to +-30 degrees (reflection padding),
+    brightness/contrast/saturation jitter of +-20% and random erasing of one rectangle with
+    probability 0.25.
     """
     if policy == "none":
         return x
@@ -112,6 +113,7 @@ def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
     if x.shape[2] == x.shape[3]:
         x = torch.where((rnd[:, 2] < 0.5).view(n, 1, 1, 1), x.transpose(2, 3), x)
     if policy == "standard":
+        x = random_rotate(x, gen, max_degrees=30.0)
         b = (1 + (rnd[:, 3] - 0.5) * 0.4).view(n, 1, 1, 1)
         c = (1 + (rnd[:, 4] - 0.5) * 0.4).view(n, 1, 1, 1)
         s = (1 + (rnd[:, 5] - 0.5) * 0.4).view(n, 1, 1, 1)
@@ -122,6 +124,17 @@ def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
         x = ((x - gray) * s + gray).clamp(0, 1)
         x = random_erase(x, gen, p=0.25)
     return x
+
+
+def random_rotate(x: torch.Tensor, gen: torch.Generator, max_degrees: float) -> torch.Tensor:
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1
+    )
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def random_erase(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
