@@ -110,7 +110,7 @@ def numeric(
 def index_images(root: Path) -> dict[str, Path]:
     """File stem -> image path for every image under ``root`` (sub-folders included)."""
     found: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             stem, ext = os.path.splitext(name)
@@ -263,7 +263,8 @@ def load_isic2018(options: Isic2018Options, path: str | None) -> DatasetRecords:
     """ISIC 2018 Task 3: one-hot ground truth ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` plus images."""
     root = existing_path(path, "isic2018")
     csv = pick_file(root, options.ground_truth, "*.csv", "isic2018", csv_has("image", *ISIC_CLASSES))
-    root = csv.parent if root.is_file() else root
+    if root.is_file():  # officially the CSV sits in its own folder beside the image folder
+        root = csv.parent if index_images(csv.parent) else csv.parent.parent
     df = read_table(csv, ("image", *ISIC_CLASSES))
     require_values(df, "image", csv)
     require_unique(df, "image", csv)
