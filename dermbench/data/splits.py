@@ -9,7 +9,8 @@ recognising the lesion instead of the disease, inflating every metric. Splits he
 - official when the source has one (``split`` column complete), as published.
 
 The grouped assignment is greedy: groups are visited rarest-class first (ties in a seeded random
-order), and each goes to the part whose class counts it brings closest to their targets. Unlike
+order), and each goes to the part whose class counts it brings closest to their targets, after
+every part has received one group of each class that has enough groups to go round. Unlike
 fold-based splitters this honours any fractions exactly up to one group, also on tiny sets.
 """
 
@@ -53,6 +54,9 @@ def grouped_assignment(
     shuffled = rng.permutation(len(codes))
     rarest = np.where(counts > 0, total[None, :], np.inf).min(axis=1)
     order = shuffled[np.lexsort((-counts.sum(axis=1)[shuffled], rarest[shuffled]))]
+    # a class with a group for every part first gets one group in each (then an empty split
+    # cannot come from the greedy preferring the big part for a class of a few lesions)
+    spread = (counts > 0).sum(axis=0) >= (frac > 0).sum()
     current = np.zeros_like(target)
     size = np.zeros(len(frac))
     part_of_group = np.empty(len(codes), dtype=np.int64)
@@ -61,6 +65,7 @@ def grouped_assignment(
         n = gc.sum()
         cost = ((2 * (current - target) + gc) * gc * weight).sum(axis=1)
         cost += 0.1 * n * (2 * (size - size_target) + n) / len(y) ** 2
+        cost -= 1e6 * (current[:, (gc > 0) & spread] == 0).sum(axis=1)
         cost[frac == 0] = np.inf
         p = int(np.argmin(cost))
         part_of_group[g] = p
