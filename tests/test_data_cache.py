@@ -148,7 +148,7 @@ def test_default_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPat
 @pytest.mark.realdata
 def test_real_ham10000_images(shared_data: Path, tmp_path: Path) -> None:
     rec = A.load_ham10000(A.Ham10000Options(), str(shared_data / "ham10000"))
-    rows = np.arange(0, 10015, 250)
+    rows = np.arange(0, 1000, 40)  # one cache shard: decodes 1024 images, not 10015
     images, kept, skipped = load_images(rec, rows, 32, tmp_path, progress=False)
     assert images.shape == (len(rows), 32, 32, 3) and skipped == []
     for i in (0, len(rows) - 1):
