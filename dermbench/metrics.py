@@ -1,0 +1,568 @@
+"""Scores of one split's predictions: the ``METRICS`` object of the run record.
+
+Every number comes from the confusion matrix, the class probabilities and, for decision tasks,
+a threshold chosen on validation. A metric that a split cannot define (a class absent from it,
+an AUC with one class present, a precision with nothing predicted) is ``None`` with a reason in
+``undefined``: a zero would read as a measured failure, and a crash would lose every other number.
+
+The aggregate scores are written once, over a batch of weighted confusion matrices, so the point
+estimate (all weights 1) and every bootstrap resample (weights = how often each image was drawn)
+go through the same arithmetic. ``docs/metrics.md`` states each definition.
+
+The recall-constrained operating point follows Rumale et al., "Recall-Oriented Deep Learning
+Framework for Skin Cancer Detection with Explainability and Fairness Analysis": thresholds on the
+validation set in steps of 0.02, ``t* = argmax_t F1(t)`` subject to ``Recall(t) >= gamma``.
+The overfitting gap (train minus validation) is the quantity of Matas et al., "Mitigating
+Overfitting in Medical Imaging: Self-Supervised Pretraining vs. ImageNet Transfer Learning for
+Dermatological Diagnosis", Table II.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dermbench.errors import ConfigError, DataError
+
+VECTORISED = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc")
+OPERATING = ("recall", "sensitivity", "precision", "f1", "specificity")
+_CHUNK_CELLS = 4_000_000  # resamples x rows held at once by the bootstrap
+
+
+# --- input checks ---------------------------------------------------------------------------
+
+
+def _check(y_true: Any, probs: Any, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as int64 class indices and probabilities as float64, or a DataError saying why not."""
+    y = np.asarray(y_true)
+    p = np.asarray(probs, dtype=np.float64)
+    k = len(classes)
+    if y.ndim != 1:
+        raise DataError(f"labels must be one class index per row, got an array of shape {y.shape}")
+    if p.ndim != 2 or p.shape != (len(y), k):
+        raise DataError(
+            f"probabilities must have shape (rows, classes) = ({len(y)}, {k}) for classes "
+            f"{list(classes)}, got {p.shape}"
+        )
+    integral = np.issubdtype(y.dtype, np.integer) or (
+        np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0))
+    )
+    if len(y) and not integral:
+        raise DataError(f"labels must be class indices 0..{k - 1}, got values such as {y[0]!r}")
+    y = y.astype(np.int64)
+    bad = np.flatnonzero((y < 0) | (y >= k))
+    if bad.size:
+        raise DataError(f"label {int(y[bad[0]])} at row {int(bad[0])} is not a class index 0..{k - 1}")
+    rows = np.flatnonzero(~np.isfinite(p).all(axis=1))
+    if rows.size:
+        raise DataError(f"probabilities at row {int(rows[0])} are not finite: {p[rows[0]].tolist()}")
+    return y, p
+
+
+def _positive_index(classes: Sequence[str], positive_class: str) -> int:
+    if positive_class not in classes:
+        raise ConfigError(f"positive_class {positive_class!r} is not one of the classes {list(classes)}")
+    return list(classes).index(positive_class)
+
+
+def _check_threshold(threshold: float) -> float:
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ConfigError(f"threshold {threshold!r} is outside [0, 1]")
+    return float(threshold)
+
+
+def _num(x: Any) -> float | None:
+    """A plain float for JSON, or None where the metric is undefined (NaN)."""
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+# --- scores over a batch of (weighted) confusion matrices -----------------------------------
+
+
+def _scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Aggregate scores of confusion matrices ``cm[b, true, predicted]``; NaN where undefined."""
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    support = cm.sum(axis=2)
+    predicted = cm.sum(axis=1)
+    n = support.sum(axis=1)
+    present = support > 0
+    seen = present | (predicted > 0)  # the labels f1_score(average="macro") averages over
+    recall = _ratio(tp, support)
+    f1 = _ratio(2 * tp, support + predicted)
+    with np.errstate(invalid="ignore"):
+        return {
+            "accuracy": _ratio(tp.sum(axis=1), n),
+            "balanced_accuracy": _ratio(np.where(present, recall, 0).sum(axis=1), present.sum(axis=1)),
+            "macro_f1": _ratio(np.where(seen, f1, 0).sum(axis=1), seen.sum(axis=1)),
+            "weighted_f1": _ratio(np.where(present, f1 * support, 0).sum(axis=1), n),
+        }
+
+
+def _auc_ovr(y: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """One-vs-rest ROC AUC per class for each weight row: ``(resamples, classes)``, NaN if undefined.
+
+    The Mann-Whitney form (ties count one half) over the weighted sample, which equals the
+    trapezoidal ROC area of the sample with each row repeated ``weight`` times.
+    """
+    out = np.full((weights.shape[0], probs.shape[1]), np.nan)
+    if not len(y):
+        return out
+    for c in range(probs.shape[1]):
+        order = np.argsort(probs[:, c], kind="stable")
+        s = probs[order, c]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        w = weights[:, order]
+        pos = (y[order] == c).astype(np.float64)
+        gp = np.add.reduceat(w * pos, starts, axis=1)
+        gn = np.add.reduceat(w * (1.0 - pos), starts, axis=1)
+        below = np.cumsum(gn, axis=1) - gn
+        num = (gp * (below + 0.5 * gn)).sum(axis=1)
+        out[:, c] = _ratio(num, gp.sum(axis=1) * gn.sum(axis=1))
+    return out
+
+
+def _macro_auc(auc: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Mean AUC over the classes present; NaN where fewer than two are."""
+    present = support > 0
+    total = np.where(present, np.nan_to_num(auc), 0).sum(axis=1)
+    return np.where(present.sum(axis=1) >= 2, total / np.maximum(present.sum(axis=1), 1), np.nan)
+
+
+def _confusions(y: np.ndarray, pred: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
+    cells = np.zeros((len(y), k * k))
+    cells[np.arange(len(y)), y * k + pred] = 1.0
+    return (weights @ cells).reshape(-1, k, k)
+
+
+# --- the METRICS object ---------------------------------------------------------------------
+
+
+def threshold_decisions(probs: np.ndarray, positive_index: int, threshold: float) -> np.ndarray:
+    """Class decisions at an operating point: the positive class where ``p >= threshold``, else the
+    most probable of the other classes (a triage rule: below threshold the case is not priority 1,
+    and the remaining classes compete as usual)."""
+    p = np.asarray(probs, dtype=np.float64)
+    others = p.copy()
+    others[:, positive_index] = -np.inf
+    return np.where(p[:, positive_index] >= threshold, positive_index, others.argmax(axis=1))
+
+
+def operating_point(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    positive_class: str,
+    threshold: float,
+    *,
+    recall_constraint: float | None = None,
+    feasible: bool | None = None,
+) -> dict[str, Any]:
+    """One-vs-rest counts and rates of ``positive_class`` at a fixed threshold.
+
+    ``feasible`` is a property of the validation choice (did any grid threshold meet the
+    constraint there), so the caller passes it through; it is not recomputed on this split.
+    """
+    y, p = _check(y_true, probs, classes)
+    pos = _positive_index(classes, positive_class)
+    t = _check_threshold(threshold)
+    decided = p[:, pos] >= t
+    actual = y == pos
+    tp = int(np.sum(decided & actual))
+    fp = int(np.sum(decided & ~actual))
+    fn = int(np.sum(~decided & actual))
+    tn = int(np.sum(~decided & ~actual))
+    undefined: dict[str, str] = {}
+
+    def rate(name: str, num: int, den: int, why: str) -> float | None:
+        if den == 0:
+            undefined[name] = why
+            return None
+        return num / den
+
+    recall = rate("recall", tp, tp + fn, f"no {positive_class} cases in split")
+    if recall is None:
+        undefined["sensitivity"] = undefined["recall"]
+    precision = rate("precision", tp, tp + fp, f"no case decided {positive_class} at threshold {t}")
+    f1 = rate("f1", 2 * tp, 2 * tp + fp + fn, f"no {positive_class} cases and none decided")
+    specificity = rate("specificity", tn, tn + fp, f"no cases other than {positive_class} in split")
+    return {
+        "positive_class": positive_class,
+        "recall_constraint": None if recall_constraint is None else float(recall_constraint),
+        "threshold": t,
+        "feasible": None if feasible is None else bool(feasible),
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
+        "sensitivity": recall,
+        "specificity": specificity,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "undefined": undefined,
+    }
+
+
+def classification_report(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    positive_class: str | None = None,
+    recall_constraint: float | None = None,
+    threshold: float | None = None,
+    feasible: bool | None = None,
+) -> dict[str, Any]:
+    """The ``METRICS`` object of ``docs/run-record.md`` for one split (argmax decisions).
+
+    ``operating_point`` is filled when both ``positive_class`` and ``threshold`` are given; the
+    threshold must come from validation (:func:`choose_threshold`), never from this split.
+    """
+    y, p = _check(y_true, probs, classes)
+    k = len(classes)
+    pred = p.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
+    ones = np.ones((1, len(y)))
+    cm = _confusions(y, pred, k, ones)
+    scores = {name: _num(v[0]) for name, v in _scores(cm).items()}
+    auc = _macro_auc(_auc_ovr(y, p, ones), cm.sum(axis=2))
+    scores["macro_auc"] = _num(auc[0])
+    undefined: dict[str, str] = {}
+    if not len(y):
+        undefined.update({name: "empty split" for name in scores})
+    elif scores["macro_auc"] is None:
+        only = [classes[c] for c in np.unique(y)]
+        undefined["macro_auc"] = f"only class {only[0]} present in split (one-vs-rest AUC needs >= 2)"
+
+    counts = cm[0].astype(np.int64)
+    per_class: dict[str, dict[str, Any]] = {}
+    for c, name in enumerate(classes):
+        tp, support, predicted = counts[c, c], counts[c].sum(), counts[:, c].sum()
+        entry: dict[str, Any] = {"precision": None, "recall": None, "f1": None, "support": int(support)}
+        if predicted:
+            entry["precision"] = float(tp / predicted)
+        else:
+            undefined[f"per_class.{name}.precision"] = f"class {name} never predicted"
+        if support:
+            entry["recall"] = float(tp / support)
+            entry["f1"] = float(2 * tp / (support + predicted))
+        else:
+            why = f"class {name} absent from split"
+            undefined[f"per_class.{name}.recall"] = why
+            undefined[f"per_class.{name}.f1"] = why
+        per_class[name] = entry
+
+    op = None
+    if positive_class is not None and threshold is not None:
+        op = operating_point(
+            y,
+            p,
+            classes,
+            positive_class,
+            threshold,
+            recall_constraint=recall_constraint,
+            feasible=feasible,
+        )
+        undefined.update({f"operating_point.{m}": why for m, why in op["undefined"].items()})
+    elif positive_class is not None:
+        _positive_index(classes, positive_class)
+        undefined["operating_point"] = "no threshold chosen on validation"
+    return {
+        "n": len(y),
+        **{name: scores[name] for name in VECTORISED},
+        "per_class": per_class,
+        "confusion_matrix": counts.tolist(),
+        "operating_point": op,
+        "undefined": undefined,
+    }
+
+
+def resolve_metric(metrics: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path such as ``"operating_point.f1"`` or ``"per_class.mel.recall"``.
+
+    A ``None`` on the way (no operating point on this task) gives ``None``; a name that is not
+    there is a ConfigError, since it is a typo rather than an undefined metric. Keys that contain
+    dots themselves are matched longest first.
+    """
+    parts = path.split(".")
+    node: Any = metrics
+    i = 0
+    while i < len(parts):
+        if node is None:
+            return None
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"metric {path!r}: {'.'.join(parts[:i])} is a value, not a group")
+        for j in range(len(parts), i, -1):
+            key = ".".join(parts[i:j])
+            if key in node:
+                node, i = node[key], j
+                break
+        else:
+            known = ", ".join(sorted(map(str, node))) or "none"
+            raise ConfigError(f"unknown metric {path!r}: no {parts[i]!r} (known here: {known})")
+    return node
+
+
+# --- the recall-constrained threshold (Rumale et al.) ---------------------------------------
+
+
+def threshold_grid(step: float = 0.02) -> np.ndarray:
+    """Thresholds ``step, 2*step, ...`` strictly between 0 and 1.
+
+    0 and 1 are left out: ``p >= 0`` refers every case and ``p >= 1`` almost none, rules that
+    need no model, and the paper's grid is of thresholds a classifier actually makes.
+    """
+    if not 0.0 < step < 0.5:
+        raise ConfigError(f"threshold grid step {step!r} must lie in (0, 0.5)")
+    k = np.arange(1, int(math.ceil(1.0 / step)) + 1)
+    grid = np.round(k * step, 10)
+    return grid[grid < 1.0]
+
+
+def choose_threshold(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    positive_class: str,
+    recall_constraint: float | None,
+    step: float = 0.02,
+) -> dict[str, Any]:
+    """``t* = argmax_t F1(t)`` subject to ``Recall(t) >= gamma`` on VALIDATION predictions.
+
+    Ties in F1 go to the lowest threshold, i.e. the highest recall among equally good F1: in
+    screening a missed malignancy costs more than a false alarm. If no threshold meets the
+    constraint, the lowest grid threshold (the highest recall on offer) with ``feasible`` False.
+    ``recall_constraint=None`` is plain F1 maximisation. With no positive case in the split no
+    threshold can be chosen: ``threshold`` is None and ``reason`` says why.
+    """
+    y, p = _check(y_true, probs, classes)
+    pos = _positive_index(classes, positive_class)
+    if recall_constraint is not None and not 0.0 < recall_constraint <= 1.0:
+        raise ConfigError(f"recall_constraint {recall_constraint!r} must lie in (0, 1]")
+    grid = threshold_grid(step)
+    result: dict[str, Any] = {"threshold": None, "feasible": False, "val_recall": None, "val_f1": None}
+    result.update({"grid": float(step), "reason": None})
+    actual = y == pos
+    n_pos = int(actual.sum())
+    if n_pos == 0:
+        result["reason"] = f"validation split has no {positive_class} cases: recall is undefined"
+        return result
+    decided = p[:, pos][:, None] >= grid[None, :]
+    tp = (decided & actual[:, None]).sum(axis=0)
+    fp = decided.sum(axis=0) - tp
+    recall = tp / n_pos
+    f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
+    ok = np.ones_like(recall, dtype=bool) if recall_constraint is None else recall >= recall_constraint
+    if ok.any():
+        best = int(np.flatnonzero(ok)[np.argmax(f1[ok])])
+    else:
+        best = 0
+        result["reason"] = (
+            f"no threshold on the grid reaches recall {recall_constraint} on validation "
+            f"(best {recall[0]:.4f} at {grid[0]})"
+        )
+    result.update(
+        threshold=float(grid[best]),
+        feasible=bool(ok.any()),
+        val_recall=float(recall[best]),
+        val_f1=float(f1[best]),
+    )
+    return result
+
+
+# --- the overfitting gap (Matas et al., Table II) -------------------------------------------
+
+
+def overfitting_gap(history: list[dict]) -> dict[str, Any]:
+    """Train minus validation per epoch, and at the last row of the history.
+
+    A positive accuracy (or macro-F1) gap means the model fits training better than it
+    generalises; a negative loss gap means the same for losses.
+    """
+
+    def diff(row: Mapping[str, Any], key: str) -> float | None:
+        a, b = row.get(f"train_{key}"), row.get(f"val_{key}")
+        if a is None or b is None:
+            return None
+        a, b = float(a), float(b)
+        return None if math.isnan(a) or math.isnan(b) else a - b
+
+    per_epoch = [
+        {
+            "epoch": row.get("epoch"),
+            "stage": row.get("stage"),
+            **{key: diff(row, key) for key in ("accuracy", "loss", "macro_f1")},
+        }
+        for row in history
+    ]
+    final = {key: per_epoch[-1][key] for key in ("accuracy", "loss", "macro_f1")} if per_epoch else None
+    return {"final": final, "per_epoch": per_epoch}
+
+
+# --- bootstrap confidence intervals ---------------------------------------------------------
+
+
+class Interval(tuple):
+    """``(low, high)`` that also says how many resamples defined the metric (``n_boot_used``)."""
+
+    def __new__(cls, low: float | None, high: float | None, n_boot_used: int) -> Interval:
+        self = super().__new__(cls, (low, high))
+        self.n_boot_used = n_boot_used
+        return self
+
+    @property
+    def low(self) -> float | None:
+        return self[0]
+
+    @property
+    def high(self) -> float | None:
+        return self[1]
+
+
+def _resamples(n: int, n_boot: int, seed: int, groups: Any) -> Iterator[tuple[np.ndarray, list]]:
+    """Chunks of resample weights ``(chunk, n)`` and, per resample, the row indices drawn.
+
+    With ``groups`` whole groups (e.g. all images of one lesion) are drawn with replacement, so
+    near-duplicate images never make an interval look tighter than the number of lesions allows.
+    """
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members, units = None, n
+    else:
+        g = np.asarray(groups)
+        if len(g) != n:
+            raise DataError(f"groups has {len(g)} entries for {n} rows")
+        _, inverse = np.unique(g, return_inverse=True)
+        units = int(inverse.max()) + 1 if n else 0
+        members = [np.flatnonzero(inverse == u) for u in range(units)]
+    chunk = max(1, _CHUNK_CELLS // max(n, 1))
+    done = 0
+    while done < n_boot:
+        b = min(chunk, n_boot - done)
+        draw = rng.integers(0, units, size=(b, units))
+        counts = np.bincount((draw + units * np.arange(b)[:, None]).ravel(), minlength=b * units)
+        counts = counts.reshape(b, units).astype(np.float64)
+        if members is None:
+            yield counts, list(draw)
+        else:
+            weights = counts[:, inverse]
+            yield weights, [np.concatenate([members[u] for u in row]) for row in draw]
+        done += b
+
+
+def _interval(values: np.ndarray, alpha: float) -> Interval:
+    used = values[~np.isnan(values)]
+    if not used.size:
+        return Interval(None, None, 0)
+    low, high = np.percentile(used, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return Interval(float(low), float(high), int(used.size))
+
+
+def _check_boot(n: int, n_boot: int, alpha: float) -> None:
+    if n == 0:
+        raise DataError("cannot bootstrap an empty split")
+    if n_boot < 1:
+        raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
+
+
+def bootstrap_ci(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    metric_fn: Callable[[np.ndarray, np.ndarray], float | None],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    *,
+    groups: Sequence[Any] | np.ndarray | None = None,
+) -> Interval:
+    """Percentile bootstrap interval of ``metric_fn(y, probs)`` over images (or ``groups``).
+
+    Resamples where the metric returns None or NaN (undefined) are skipped; the result's
+    ``n_boot_used`` says how many were kept.
+    """
+    y, p = np.asarray(y_true), np.asarray(probs)
+    _check_boot(len(y), n_boot, alpha)
+    values = []
+    for _, rows in _resamples(len(y), n_boot, seed, groups):
+        for idx in rows:
+            v = metric_fn(y[idx], p[idx])
+            values.append(np.nan if v is None else float(v))
+    return _interval(np.asarray(values), alpha)
+
+
+def bootstrap_report(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    metrics: Sequence[str] = ("macro_f1", "balanced_accuracy", "macro_auc"),
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    *,
+    groups: Sequence[Any] | np.ndarray | None = None,
+    positive_class: str | None = None,
+    threshold: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``{metric: {"low", "high", "n_boot_used"}}`` for paths of the METRICS object.
+
+    The aggregate scores and ``operating_point.<rate>`` are computed for all resamples at once
+    from weighted confusion counts; any other path (e.g. ``per_class.mel.recall``) goes through
+    :func:`classification_report` per resample. Same seed, same resamples as :func:`bootstrap_ci`.
+    """
+    y, p = _check(y_true, probs, classes)
+    _check_boot(len(y), n_boot, alpha)
+    k = len(classes)
+    pos = None if positive_class is None else _positive_index(classes, positive_class)
+    for m in metrics:
+        if m.startswith("operating_point.") and (pos is None or threshold is None):
+            raise ConfigError(f"bootstrap of {m!r} needs positive_class and a validation threshold")
+    pred = p.argmax(axis=1)
+    if threshold is not None:
+        threshold = _check_threshold(threshold)
+    values: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
+    for weights, rows in _resamples(len(y), n_boot, seed, groups):
+        cm = _confusions(y, pred, k, weights)
+        batch = _scores(cm)
+        if "macro_auc" in metrics:
+            batch["macro_auc"] = _macro_auc(_auc_ovr(y, p, weights), cm.sum(axis=2))
+        if pos is not None and threshold is not None:
+            decided = (p[:, pos] >= threshold).astype(np.float64)
+            actual = (y == pos).astype(np.float64)
+            tp, fp = weights @ (decided * actual), weights @ (decided * (1 - actual))
+            fn, tn = weights @ ((1 - decided) * actual), weights @ ((1 - decided) * (1 - actual))
+            rates = {
+                "recall": _ratio(tp, tp + fn),
+                "precision": _ratio(tp, tp + fp),
+                "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+                "specificity": _ratio(tn, tn + fp),
+            }
+            rates["sensitivity"] = rates["recall"]
+            batch.update({f"operating_point.{r}": v for r, v in rates.items()})
+        for m in metrics:
+            if m in batch:
+                values[m].append(batch[m])
+                continue
+            one = []
+            for idx in rows:
+                report = classification_report(
+                    y[idx], p[idx], classes, positive_class=positive_class, threshold=threshold
+                )
+                v = resolve_metric(report, m)
+                one.append(np.nan if v is None else float(v))
+            values[m].append(np.asarray(one))
+    out = {}
+    for m in metrics:
+        ci = _interval(np.concatenate(values[m]), alpha)
+        out[m] = {"low": ci.low, "high": ci.high, "n_boot_used": ci.n_boot_used}
+    return out
