@@ -273,8 +273,7 @@ def execute(
         folds = kfold_splits(pool.frame, k, seed=cfg.split_seed)
         oof = np.zeros((len(pool), task.num_classes))
         models, best_epoch = [], []
-        for i, held_out in enumerate(folds):
-            rest = np.setdiff1d(np.arange(len(pool)), held_out)
+        for i, (rest, held_out) in enumerate(folds):
             model, be = fit(
                 subset(pool, rest, "train"), subset(pool, held_out, "val"), ckpt_dir / f"fold{i}", i
             )
