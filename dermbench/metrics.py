@@ -28,7 +28,7 @@ import numpy as np
 from dermbench.errors import ConfigError, DataError
 
 VECTORISED = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc")
-OPERATING = ("recall", "sensitivity", "precision", "f1", "specificity")
+OPERATING = ("recall", "precision", "f1", "sensitivity", "specificity")
 _CHUNK_CELLS = 4_000_000  # resamples x rows held at once by the bootstrap
 
 
@@ -99,13 +99,12 @@ def _scores(cm: np.ndarray) -> dict[str, np.ndarray]:
     seen = present | (predicted > 0)  # the labels f1_score(average="macro") averages over
     recall = _ratio(tp, support)
     f1 = _ratio(2 * tp, support + predicted)
-    with np.errstate(invalid="ignore"):
-        return {
-            "accuracy": _ratio(tp.sum(axis=1), n),
-            "balanced_accuracy": _ratio(np.where(present, recall, 0).sum(axis=1), present.sum(axis=1)),
-            "macro_f1": _ratio(np.where(seen, f1, 0).sum(axis=1), seen.sum(axis=1)),
-            "weighted_f1": _ratio(np.where(present, f1 * support, 0).sum(axis=1), n),
-        }
+    return {
+        "accuracy": _ratio(tp.sum(axis=1), n),
+        "balanced_accuracy": _ratio(np.where(present, recall, 0).sum(axis=1), present.sum(axis=1)),
+        "macro_f1": _ratio(np.where(seen, f1, 0).sum(axis=1), seen.sum(axis=1)),
+        "weighted_f1": _ratio(np.where(present, f1 * support, 0).sum(axis=1), n),
+    }
 
 
 def _auc_ovr(y: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -144,6 +143,23 @@ def _confusions(y: np.ndarray, pred: np.ndarray, k: int, weights: np.ndarray) ->
     return (weights @ cells).reshape(-1, k, k)
 
 
+def _op_rates(y: np.ndarray, p: np.ndarray, pos: int, t: float, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted one-vs-rest counts (tp, fp, tn, fn) and rates of ``p[:, pos] >= t``; NaN if undefined."""
+    decided = (p[:, pos] >= t).astype(np.float64)
+    actual = (y == pos).astype(np.float64)
+    tp, fp = weights @ (decided * actual), weights @ (decided * (1 - actual))
+    fn, tn = weights @ ((1 - decided) * actual), weights @ ((1 - decided) * (1 - actual))
+    recall = _ratio(tp, tp + fn)
+    return {
+        "recall": recall,
+        "precision": _ratio(tp, tp + fp),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "sensitivity": recall,
+        "specificity": _ratio(tn, tn + fp),
+        **{"tp": tp, "fp": fp, "tn": tn, "fn": fn},
+    }
+
+
 # --- the METRICS object ---------------------------------------------------------------------
 
 
@@ -175,41 +191,22 @@ def operating_point(
     y, p = _check(y_true, probs, classes)
     pos = _positive_index(classes, positive_class)
     t = _check_threshold(threshold)
-    decided = p[:, pos] >= t
-    actual = y == pos
-    tp = int(np.sum(decided & actual))
-    fp = int(np.sum(decided & ~actual))
-    fn = int(np.sum(~decided & actual))
-    tn = int(np.sum(~decided & ~actual))
-    undefined: dict[str, str] = {}
-
-    def rate(name: str, num: int, den: int, why: str) -> float | None:
-        if den == 0:
-            undefined[name] = why
-            return None
-        return num / den
-
-    recall = rate("recall", tp, tp + fn, f"no {positive_class} cases in split")
-    if recall is None:
-        undefined["sensitivity"] = undefined["recall"]
-    precision = rate("precision", tp, tp + fp, f"no case decided {positive_class} at threshold {t}")
-    f1 = rate("f1", 2 * tp, 2 * tp + fp + fn, f"no {positive_class} cases and none decided")
-    specificity = rate("specificity", tn, tn + fp, f"no cases other than {positive_class} in split")
+    values = {name: v[0] for name, v in _op_rates(y, p, pos, t, np.ones((1, len(y)))).items()}
+    why = {
+        "recall": f"no {positive_class} cases in split",
+        "precision": f"no case decided {positive_class} at threshold {t}",
+        "f1": f"no {positive_class} cases and none decided",
+        "specificity": f"no cases other than {positive_class} in split",
+    }
+    why["sensitivity"] = why["recall"]
     return {
         "positive_class": positive_class,
         "recall_constraint": None if recall_constraint is None else float(recall_constraint),
         "threshold": t,
         "feasible": None if feasible is None else bool(feasible),
-        "recall": recall,
-        "precision": precision,
-        "f1": f1,
-        "sensitivity": recall,
-        "specificity": specificity,
-        "tp": tp,
-        "fp": fp,
-        "tn": tn,
-        "fn": fn,
-        "undefined": undefined,
+        **{name: _num(values[name]) for name in OPERATING},
+        **{name: int(values[name]) for name in ("tp", "fp", "tn", "fn")},
+        "undefined": {name: why[name] for name in OPERATING if math.isnan(values[name])},
     }
 
 
@@ -263,15 +260,8 @@ def classification_report(
 
     op = None
     if positive_class is not None and threshold is not None:
-        op = operating_point(
-            y,
-            p,
-            classes,
-            positive_class,
-            threshold,
-            recall_constraint=recall_constraint,
-            feasible=feasible,
-        )
+        settings = {"recall_constraint": recall_constraint, "feasible": feasible}
+        op = operating_point(y, p, classes, positive_class, threshold, **settings)
         undefined.update({f"operating_point.{m}": why for m, why in op["undefined"].items()})
     elif positive_class is not None:
         _positive_index(classes, positive_class)
@@ -349,12 +339,11 @@ def choose_threshold(
     if recall_constraint is not None and not 0.0 < recall_constraint <= 1.0:
         raise ConfigError(f"recall_constraint {recall_constraint!r} must lie in (0, 1]")
     grid = threshold_grid(step)
-    result: dict[str, Any] = {"threshold": None, "feasible": False, "val_recall": None, "val_f1": None}
-    result.update({"grid": float(step), "reason": None})
     actual = y == pos
     n_pos = int(actual.sum())
+    result: dict[str, Any] = {"threshold": None, "feasible": False, "val_recall": None, "val_f1": None}
+    result.update(grid=float(step), reason=None if n_pos else f"validation has no {positive_class} cases")
     if n_pos == 0:
-        result["reason"] = f"validation split has no {positive_class} cases: recall is undefined"
         return result
     decided = p[:, pos][:, None] >= grid[None, :]
     tp = (decided & actual[:, None]).sum(axis=0)
@@ -362,20 +351,13 @@ def choose_threshold(
     recall = tp / n_pos
     f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
     ok = np.ones_like(recall, dtype=bool) if recall_constraint is None else recall >= recall_constraint
-    if ok.any():
-        best = int(np.flatnonzero(ok)[np.argmax(f1[ok])])
-    else:
-        best = 0
+    best = int(np.flatnonzero(ok)[np.argmax(f1[ok])]) if ok.any() else 0
+    if not ok.any():
         result["reason"] = (
-            f"no threshold on the grid reaches recall {recall_constraint} on validation "
-            f"(best {recall[0]:.4f} at {grid[0]})"
+            f"no threshold reaches recall {recall_constraint} on validation (best {recall[0]:.4f})"
         )
-    result.update(
-        threshold=float(grid[best]),
-        feasible=bool(ok.any()),
-        val_recall=float(recall[best]),
-        val_f1=float(f1[best]),
-    )
+    result.update(threshold=float(grid[best]), feasible=bool(ok.any()))
+    result.update(val_recall=float(recall[best]), val_f1=float(f1[best]))
     return result
 
 
@@ -396,15 +378,11 @@ def overfitting_gap(history: list[dict]) -> dict[str, Any]:
         a, b = float(a), float(b)
         return None if math.isnan(a) or math.isnan(b) else a - b
 
+    keys = ("accuracy", "loss", "macro_f1")
     per_epoch = [
-        {
-            "epoch": row.get("epoch"),
-            "stage": row.get("stage"),
-            **{key: diff(row, key) for key in ("accuracy", "loss", "macro_f1")},
-        }
-        for row in history
+        {"epoch": r.get("epoch"), "stage": r.get("stage"), **{k: diff(r, k) for k in keys}} for r in history
     ]
-    final = {key: per_epoch[-1][key] for key in ("accuracy", "loss", "macro_f1")} if per_epoch else None
+    final = {key: per_epoch[-1][key] for key in keys} if per_epoch else None
     return {"final": final, "per_epoch": per_epoch}
 
 
@@ -428,8 +406,9 @@ class Interval(tuple):
         return self[1]
 
 
-def _resamples(n: int, n_boot: int, seed: int, groups: Any) -> Iterator[tuple[np.ndarray, list]]:
-    """Chunks of resample weights ``(chunk, n)`` and, per resample, the row indices drawn.
+def _resamples(n: int, n_boot: int, seed: int, groups: Any) -> Iterator[tuple[np.ndarray, Callable]]:
+    """Chunks of resample weights ``(chunk, n)`` (how often each row was drawn) and a function
+    giving, per resample, the row indices drawn (for metrics computed one resample at a time).
 
     With ``groups`` whole groups (e.g. all images of one lesion) are drawn with replacement, so
     near-duplicate images never make an interval look tighter than the number of lesions allows.
@@ -442,8 +421,10 @@ def _resamples(n: int, n_boot: int, seed: int, groups: Any) -> Iterator[tuple[np
         if len(g) != n:
             raise DataError(f"groups has {len(g)} entries for {n} rows")
         _, inverse = np.unique(g, return_inverse=True)
-        units = int(inverse.max()) + 1 if n else 0
-        members = [np.flatnonzero(inverse == u) for u in range(units)]
+        units = int(inverse.max()) + 1
+        split = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+        members = np.empty(units, dtype=object)
+        members[:] = split
     chunk = max(1, _CHUNK_CELLS // max(n, 1))
     done = 0
     while done < n_boot:
@@ -452,10 +433,9 @@ def _resamples(n: int, n_boot: int, seed: int, groups: Any) -> Iterator[tuple[np
         counts = np.bincount((draw + units * np.arange(b)[:, None]).ravel(), minlength=b * units)
         counts = counts.reshape(b, units).astype(np.float64)
         if members is None:
-            yield counts, list(draw)
+            yield counts, lambda draw=draw: iter(draw)
         else:
-            weights = counts[:, inverse]
-            yield weights, [np.concatenate([members[u] for u in row]) for row in draw]
+            yield counts[:, inverse], lambda draw=draw: (np.concatenate(members[row]) for row in draw)
         done += b
 
 
@@ -492,10 +472,12 @@ def bootstrap_ci(
     ``n_boot_used`` says how many were kept.
     """
     y, p = np.asarray(y_true), np.asarray(probs)
+    if len(p) != len(y):
+        raise DataError(f"{len(y)} labels but {len(p)} rows of probabilities")
     _check_boot(len(y), n_boot, alpha)
     values = []
     for _, rows in _resamples(len(y), n_boot, seed, groups):
-        for idx in rows:
+        for idx in rows():
             v = metric_fn(y[idx], p[idx])
             values.append(np.nan if v is None else float(v))
     return _interval(np.asarray(values), alpha)
@@ -537,30 +519,15 @@ def bootstrap_report(
         if "macro_auc" in metrics:
             batch["macro_auc"] = _macro_auc(_auc_ovr(y, p, weights), cm.sum(axis=2))
         if pos is not None and threshold is not None:
-            decided = (p[:, pos] >= threshold).astype(np.float64)
-            actual = (y == pos).astype(np.float64)
-            tp, fp = weights @ (decided * actual), weights @ (decided * (1 - actual))
-            fn, tn = weights @ ((1 - decided) * actual), weights @ ((1 - decided) * (1 - actual))
-            rates = {
-                "recall": _ratio(tp, tp + fn),
-                "precision": _ratio(tp, tp + fp),
-                "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-                "specificity": _ratio(tn, tn + fp),
-            }
-            rates["sensitivity"] = rates["recall"]
+            rates = _op_rates(y, p, pos, threshold, weights)
             batch.update({f"operating_point.{r}": v for r, v in rates.items()})
         for m in metrics:
             if m in batch:
                 values[m].append(batch[m])
                 continue
-            one = []
-            for idx in rows:
-                report = classification_report(
-                    y[idx], p[idx], classes, positive_class=positive_class, threshold=threshold
-                )
-                v = resolve_metric(report, m)
-                one.append(np.nan if v is None else float(v))
-            values[m].append(np.asarray(one))
+            settings = {"positive_class": positive_class, "threshold": threshold}
+            one = [resolve_metric(classification_report(y[i], p[i], classes, **settings), m) for i in rows()]
+            values[m].append(np.array([np.nan if v is None else v for v in one], dtype=np.float64))
     out = {}
     for m in metrics:
         ci = _interval(np.concatenate(values[m]), alpha)
