@@ -459,6 +459,14 @@ def test_grouped_bootstrap_resamples_lesions_not_images():
     assert (report["macro_f1"]["low"], report["macro_f1"]["high"]) == pytest.approx(
         tuple(by_lesion), abs=1e-10
     )
+    paths = ("per_class.benign.recall", "per_class.malignant.recall")  # two per-resample metrics
+    per_class = bootstrap_report(y, p, BINARY, paths, n_boot=40, seed=2, groups=groups)
+    for c, path in enumerate(paths):
+        ci = bootstrap_ci(
+            y, p, lambda a, b, c=c: np.mean(b[a == c].argmax(axis=1) == c), n_boot=40, seed=2, groups=groups
+        )
+        assert (per_class[path]["low"], per_class[path]["high"]) == pytest.approx(tuple(ci), abs=1e-10)
+        assert per_class[path]["n_boot_used"] == 40
     with pytest.raises(DataError, match="groups"):
         bootstrap_ci(y, p, sk_macro_f1, groups=groups[:-1])
 
