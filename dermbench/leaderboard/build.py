@@ -1,0 +1,106 @@
+"""``build_site``: a static leaderboard site from a folder tree of run records.
+
+Layout of the output folder::
+
+    index.html                                   tasks, with what was skipped and why
+    task/<task>.html                             one table per comparable group
+    entry/<task>/<group>/<method>/index.html     the method page (all seeds), with its images
+    static/                                      style.css, sort.js, favicon.svg
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dermbench.errors import DataError
+from dermbench.leaderboard.aggregate import Board, build_boards
+from dermbench.leaderboard.config import LeaderboardConfig, read_config
+from dermbench.leaderboard.records import load_runs, slug
+from dermbench.leaderboard.render import environment, prepare_out, write_page
+from dermbench.leaderboard.report import entry_page
+
+
+def _task_title(cfg: LeaderboardConfig, task: str, boards: list[Board]) -> tuple[str, str]:
+    view = cfg.tasks.get(task)
+    rec = boards[0].entries[0].runs[0].task
+    title = (view.title if view else None) or rec.get("title") or task
+    description = (view.description if view else None) or rec.get("description") or ""
+    return str(title), str(description)
+
+
+def build_site(results: Path, out: Path, config: Path | None = None) -> Path:
+    """Build the site for every complete run record under ``results`` into ``out``.
+
+    Returns the path of ``out/index.html``. ``config`` is a leaderboard TOML file (see
+    ``leaderboards/leaderboard.toml``); without one, every task found is shown with default
+    columns.
+    """
+    results, out = Path(results), Path(out)
+    cfg = read_config(Path(config) if config is not None else None)
+    loaded = load_runs(results)
+    res, site = results.resolve(), out.resolve()
+    if site == res or res in site.parents or site in res.parents:
+        raise DataError(f"--out {out} and the results folder {results} overlap: build the site elsewhere")
+    boards = build_boards(loaded.runs, cfg)
+    prepare_out(out)
+    env = environment()
+    common = {"digits": cfg.digits, "metric_label": cfg.label, "site_title": cfg.title}
+    tasks = []
+    for task, task_boards in boards.items():
+        task_slug = slug(task)
+        title, description = _task_title(cfg, task, task_boards)
+        for board in task_boards:
+            for e in board.entries:
+                entry_page(
+                    env,
+                    cfg,
+                    e.runs,
+                    out / "entry" / task_slug / board.slug / e.slug,
+                    root="../../../../",
+                    crumbs=[
+                        ("../../../../index.html", cfg.title),
+                        (f"../../../../task/{task_slug}.html", title),
+                    ],
+                    columns=board.columns,
+                    label=e.label,
+                    cells=e.cells,
+                )
+        write_page(
+            env,
+            "task.html",
+            out / "task" / f"{task_slug}.html",
+            root="../",
+            crumbs=[("../index.html", cfg.title)],
+            title=title,
+            description=description,
+            task=task,
+            task_slug=task_slug,
+            boards=task_boards,
+            **common,
+        )
+        tasks.append(
+            {
+                "name": task,
+                "title": title,
+                "description": description,
+                "href": f"task/{task_slug}.html",
+                "groups": len(task_boards),
+                "entries": sum(len(b.entries) for b in task_boards),
+                "runs": sum(len(b.runs) for b in task_boards),
+                "boards": task_boards,
+            }
+        )
+    skipped = [{"path": str(s.path.relative_to(results)), "status": s.status} for s in loaded.skipped]
+    return write_page(
+        env,
+        "index.html",
+        out / "index.html",
+        root="",
+        crumbs=[],
+        title=cfg.title,
+        description=cfg.description,
+        tasks=tasks,
+        skipped=skipped,
+        n_runs=len(loaded.runs),
+        **common,
+    )

@@ -1,0 +1,107 @@
+"""Any JSON a record holds, as HTML-ready tables, so plugin-defined sections render unchanged.
+
+Fairness audits, method recipes and plugin metrics have shapes the leaderboard does not know in
+advance. Rather than guess at fields, a value is laid out by its shape: a list of objects is a
+table with one row per object, an object of objects is a table with one row per key, an object of
+scalars is a two-column table, and nesting becomes one table per branch. Cells are plain strings;
+the templates escape them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_DEPTH = 6
+
+
+@dataclass
+class Table:
+    caption: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+
+
+def cell(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, dict | list):
+        return json.dumps(v, default=str, ensure_ascii=False)
+    return str(v)
+
+
+def _scalar(v: Any) -> bool:
+    return not isinstance(v, dict | list)
+
+
+def _flat_row(obj: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and all(_scalar(x) for x in v.values()):
+            out.update(_flat_row(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _rows_table(caption: str, first: str | None, items: list[tuple[str | None, dict]]) -> Table:
+    flat = [(name, _flat_row(obj)) for name, obj in items]
+    cols: list[str] = []
+    for _, row in flat:
+        cols += [c for c in row if c not in cols]
+    header = ([first] if first is not None else []) + cols
+    rows = [
+        ([name or ""] if first is not None else []) + [cell(row.get(c)) for c in cols] for name, row in flat
+    ]
+    return Table(caption=caption, columns=header, rows=rows)
+
+
+def to_tables(value: Any, caption: str = "", depth: int = 0) -> list[Table]:
+    """``value`` as a list of tables (see the module docstring for the layout rules)."""
+    if depth > MAX_DEPTH:
+        return [Table(caption=caption, columns=["value"], rows=[[cell(value)]])]
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) for v in value):
+            return [_rows_table(caption, None, [(None, v) for v in value])]
+        return [Table(caption=caption, columns=["value"], rows=[[cell(v)] for v in value])]
+    if not isinstance(value, dict):
+        return [Table(caption=caption, columns=["value"], rows=[[cell(value)]])]
+    scalars = {k: v for k, v in value.items() if _scalar(v)}
+    nested = {k: v for k, v in value.items() if not _scalar(v)}
+    tables: list[Table] = []
+    if scalars:
+        tables.append(
+            Table(
+                caption=caption,
+                columns=["field", "value"],
+                rows=[[str(k), cell(v)] for k, v in scalars.items()],
+            )
+        )
+    rowlike = [isinstance(v, dict) and v and all(_scalar(x) for x in v.values()) for v in nested.values()]
+    if len(nested) >= 2 and all(rowlike):
+        tables.append(_rows_table(caption, "", list(nested.items())))
+        nested = {}
+    for k, v in nested.items():
+        tables += to_tables(v, f"{caption} / {k}" if caption else str(k), depth + 1)
+    return tables
+
+
+def flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Dotted key / value pairs, for a method recipe or a config shown as one table."""
+    if isinstance(value, dict) and value:
+        out: list[tuple[str, str]] = []
+        for k, v in value.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(value, list) and value and not all(_scalar(v) for v in value):
+        out = []
+        for i, v in enumerate(value):
+            out += flatten(v, f"{prefix}[{i}]")
+        return out
+    return [(prefix or "value", cell(value))]

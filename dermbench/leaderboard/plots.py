@@ -1,0 +1,187 @@
+"""PNG plots for the method pages, drawn with matplotlib's object API on the Agg canvas.
+
+No pyplot: figures are plain objects, so building a site leaves no global state behind and
+needs no display. Text that comes from a run record (class names) goes through ``_text`` so that
+a ``$`` cannot switch matplotlib into math mode and fail to parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _text(s: object) -> str:
+    return str(s).replace("$", r"\$")
+
+
+def _figure(width: float, height: float, left=0.9, right=0.3, bottom=0.6, top=0.45, **grid) -> Figure:
+    """A figure with fixed margins in inches: a layout engine would cost more than the drawing."""
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(
+        left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height, **grid
+    )
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def _matrix(ax, values: np.ndarray, rows: Sequence[str], cols: Sequence[str], fmt, vmax: float) -> None:
+    shown = np.ma.masked_invalid(values)
+    im = ax.imshow(shown, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), [_text(c) for c in cols], rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), [_text(r) for r in rows])
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            label = "n/a" if not np.isfinite(v) else fmt(i, j)
+            dark = np.isfinite(v) and v < 0.6 * vmax
+            ax.text(j, i, label, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.figure.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+
+
+def per_class_heatmap(values: np.ndarray, rows: Sequence[str], classes: Sequence[str], path: Path) -> Path:
+    """F1 per class (columns) for each seed and their mean (rows)."""
+    width = 2.6 + 0.75 * len(classes)
+    fig = _figure(width, 1.6 + 0.45 * len(rows), left=1.0, right=1.0, bottom=1.0, top=0.4)
+    ax = fig.subplots()
+    _matrix(ax, values, rows, classes, lambda i, j: f"{values[i, j]:.2f}", 1.0)
+    ax.set_title("Test F1 per class")
+    return _save(fig, path)
+
+
+def confusion(counts: np.ndarray, classes: Sequence[str], path: Path, title: str) -> Path:
+    """Colour is the row-normalised rate (recall on the diagonal); the text is the count."""
+    rows = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(rows > 0, counts / np.where(rows > 0, rows, 1), np.nan)
+    size = 2.5 + 0.6 * len(classes)
+    fig = _figure(size + 1.4, size + 0.6, left=1.1, right=1.2, bottom=1.2, top=0.4)
+    ax = fig.subplots()
+    _matrix(ax, rate, classes, classes, lambda i, j: f"{int(counts[i, j])}", 1.0)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(_text(title))
+    return _save(fig, path)
+
+
+@dataclass
+class Series:
+    label: str
+    history: list[dict]
+    gap: list[dict]
+
+
+def _xy(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for i, r in enumerate(rows, start=1):
+        v = r.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v):
+            xs.append(float(i))
+            ys.append(float(v))
+    return xs, ys
+
+
+def learning_curves(series: Sequence[Series], path: Path) -> Path:
+    """Loss, accuracy and the train - validation gap per epoch, one colour per seed.
+
+    Epochs of successive stages (or folds) are laid end to end; a dotted line marks a new stage.
+    """
+    fig = _figure(13, 3.6, left=0.6, right=0.2, bottom=0.55, top=0.35, wspace=0.25)
+    ax_loss, ax_acc, ax_gap = fig.subplots(1, 3)
+    for n, s in enumerate(series):
+        c = COLORS[n % len(COLORS)]
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            for split, style in (("train", "-"), ("val", "--")):
+                xs, ys = _xy(s.history, f"{split}_{key}")
+                if xs:
+                    ax.plot(xs, ys, style, color=c, marker=".", label=f"{_text(s.label)} {split}")
+        for key, style in (("accuracy", "-"), ("loss", ":")):
+            xs, ys = _xy(s.gap, key)
+            if xs:
+                ax_gap.plot(xs, ys, style, color=c, marker=".", label=f"{_text(s.label)} {key}")
+        if n == 0:
+            stages = [r.get("stage") for r in s.history]
+            for i in range(1, len(stages)):
+                if stages[i] != stages[i - 1]:
+                    for ax in (ax_loss, ax_acc):
+                        ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=1)
+    ax_gap.axhline(0.0, color="grey", linewidth=0.8)
+    for ax, title in (
+        (ax_loss, "Loss (solid train, dashed val)"),
+        (ax_acc, "Accuracy (solid train, dashed val)"),
+        (ax_gap, "Overfitting gap: train - val"),
+    ):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+@dataclass
+class Curve:
+    """One ROC/PR curve; ``op`` is the operating point as (fpr, tpr, recall, precision)."""
+
+    label: str
+    fpr: np.ndarray
+    tpr: np.ndarray
+    recall: np.ndarray
+    precision: np.ndarray
+    auc: float | None
+    op: tuple[float, float, float, float] | None = None
+    color_index: int = 0
+
+
+def roc_pr(curves: Sequence[Curve], path: Path, title: str) -> Path:
+    """ROC and precision-recall side by side; operating points as black-edged stars.
+
+    Curves that share a label (one class over several seeds) share a colour and one legend entry.
+    """
+    fig = _figure(11, 4.6, left=0.7, right=0.2, bottom=0.6, top=0.6, wspace=0.2)
+    ax_roc, ax_pr = fig.subplots(1, 2)
+    labelled: set[str] = set()
+    for cv in curves:
+        c = COLORS[cv.color_index % len(COLORS)]
+        auc = f" (AUC {cv.auc:.3f})" if cv.auc is not None else ""
+        first = cv.label not in labelled
+        labelled.add(cv.label)
+        kw = {"color": c, "linewidth": 1.2, "alpha": 1.0 if first else 0.6}
+        ax_roc.plot(cv.fpr, cv.tpr, label=_text(cv.label) + auc if first else None, **kw)
+        ax_pr.plot(
+            cv.recall, cv.precision, drawstyle="steps-post", label=_text(cv.label) if first else None, **kw
+        )
+        if cv.op is not None:
+            fpr, tpr, rec, prec = cv.op
+            kw = {
+                "marker": "*",
+                "markersize": 14,
+                "color": c,
+                "markeredgecolor": "black",
+                "linestyle": "none",
+            }
+            ax_roc.plot([fpr], [tpr], **kw)
+            ax_pr.plot([rec], [prec], **kw)
+    ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax_pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+    ax_roc.set_title("ROC" + (" (star: operating point)" if any(c.op for c in curves) else ""), fontsize=10)
+    ax_pr.set_title("Precision-recall", fontsize=10)
+    for ax in (ax_roc, ax_pr):
+        if ax.lines:
+            ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "lower left")
+    fig.suptitle(_text(title), fontsize=11)
+    return _save(fig, path)
