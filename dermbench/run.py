@@ -19,7 +19,7 @@ import torch
 from dermbench import __version__
 from dermbench.components import ModelContext
 from dermbench.config import RunConfig
-from dermbench.data.cache import load_images
+from dermbench.data.cache import default_cache_dir, load_images
 from dermbench.data.splits import check_splits, kfold_splits, make_splits, split_fingerprint
 from dermbench.data.tasking import apply_task
 from dermbench.errors import ConfigError
@@ -40,10 +40,8 @@ class PreparedData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def default_cache_dir(cfg: RunConfig) -> Path:
-    import os
-
-    return Path(cfg.cache_dir or os.environ.get("DERMBENCH_CACHE") or Path.home() / ".cache" / "dermbench")
+def cache_dir_for(cfg: RunConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
 
 def _load_source(
@@ -64,7 +62,7 @@ def _load_source(
         records,
         frame["row"].to_numpy(),
         cfg.image_size,
-        default_cache_dir(cfg),
+        cache_dir_for(cfg),
         skip_bad=cfg.skip_bad_images,
         progress=progress,
     )

@@ -1,0 +1,210 @@
+"""End-to-end runs: records, metrics recomputed from saved predictions, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from dermbench.hookspecs import hookimpl
+from dermbench.record import read_record
+from dermbench.testing import run_tiny
+
+SMALL = {"synthetic_n": 200, "image_size": 32, "model": "tinycnn"}
+
+
+def _probs(run_dir: Path, record: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    df = pd.read_csv(run_dir / record["predictions"][split])
+    cols = [f"p_{c}" for c in record["task"]["classes"]]
+    return df["label"].to_numpy(), df[cols].to_numpy()
+
+
+def _run_dir(tmp_path: Path, record: dict) -> Path:
+    (path,) = list((tmp_path / "runs").rglob(f"{record['run_id']}/record.json"))
+    return path.parent
+
+
+def test_record_metrics_equal_sklearn_recomputed_from_saved_probabilities(tmp_path):
+    record = run_tiny(tmp_path, epochs=2)
+    assert record["status"] == "complete" and record["data"]["synthetic"] is True
+    run_dir = _run_dir(tmp_path, record)
+    assert read_record(run_dir) == json.loads((run_dir / "record.json").read_text())
+    for split in ("val", "test"):
+        y, p = _probs(run_dir, record, split)
+        pred = p.argmax(1)
+        m = record["metrics"][split]
+        assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+        assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+        assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert [r["epoch"] for r in record["history"]] == [1, 2]
+    gap = record["overfitting_gap"]["final"]
+    last = record["history"][-1]
+    assert gap["accuracy"] == pytest.approx(last["train_accuracy"] - last["val_accuracy"])
+    fp = record["data"]["splits"]
+    assert len({fp[s]["fingerprint"] for s in ("train", "val", "test")}) == 3
+    assert record["environment"]["packages"]["torch"]
+    assert record["config"]["seed"] == 0 and record["config"]["model"] == "tinycnn"
+
+
+def test_same_seed_same_result_and_a_complete_run_is_not_repeated(tmp_path):
+    a = run_tiny(tmp_path / "a", epochs=1)
+    b = run_tiny(tmp_path / "b", epochs=1)
+    assert a["metrics"]["test"] == b["metrics"]["test"]
+    again = run_tiny(tmp_path / "a", epochs=1)
+    assert again["created"] == a["created"]
+
+
+class Killed(Exception):
+    pass
+
+
+def _killer(after_epoch: int) -> types.SimpleNamespace:
+    @hookimpl
+    def dermbench_epoch_end(record, row):
+        if row["epoch"] == after_epoch:
+            raise Killed
+
+    return types.SimpleNamespace(dermbench_epoch_end=dermbench_epoch_end, __name__="killer")
+
+
+def test_resume_after_a_kill_in_the_second_epoch_equals_an_uninterrupted_run(tmp_path):
+    settings = {**SMALL, "epochs": 3, "select": "val_macro_f1"}
+    whole = run_tiny(tmp_path / "whole", **settings)
+    with pytest.raises(Killed):  # dies after epoch 1's checkpoint: epoch 2 never finishes
+        run_tiny(tmp_path / "cut", plugins=[("killer", _killer(1))], **settings)
+    partial = json.loads(next((tmp_path / "cut").rglob("record.json")).read_text())
+    assert partial["status"] == "running" and len(partial["history"]) == 1
+    from dermbench.config import resolve_config
+    from dermbench.run import execute
+    from dermbench.testing import make_plugins
+
+    pl = make_plugins()
+    cfg = resolve_config(
+        pl.registries.tasks.get("tiny3"),
+        pl.registries.methods.get("erm"),
+        {},
+        {
+            **settings,
+            "profile": "smoke",
+            "device": "cpu",
+            "out": str(tmp_path / "cut" / "runs"),
+            "cache_dir": str(tmp_path / "cut" / "cache"),
+        },
+    )
+    resumed, _ = execute(cfg, pl, resume=True, progress=False, log=lambda *a: None)
+    assert resumed["metrics"]["test"] == whole["metrics"]["test"]
+    assert [r["val_loss"] for r in resumed["history"]] == [r["val_loss"] for r in whole["history"]]
+
+
+def test_cv_ensemble_and_tta(tmp_path):
+    record = run_tiny(tmp_path, ensemble="cv3", tta="flips", **SMALL)
+    assert sorted({r["fold"] for r in record["history"]}) == [0, 1, 2]
+    assert record["data"]["splits"]["val"]["out_of_fold"] is True
+    n_pool = record["data"]["splits"]["val"]["n"]
+    assert record["metrics"]["val"]["n"] == n_pool
+
+
+def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dermbench.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--task", "ham8"], "unknown task 'ham8'"),
+        (["run", "--method", "nope"], "unknown method 'nope'"),
+        (["run", "--model", "resnet_nope", "--profile", "smoke"], "unknown model 'resnet_nope'"),
+        (["run", "--epochs", "x"], "invalid int value"),
+        (["run", "--opt", "loss.gama=2", "--profile", "smoke"], "unknown option(s) gama"),
+        (["run", "--data", "ham10000=/no/such/dir"], "/no/such/dir"),
+        (["run", "--data", "nosuchadapter=/tmp"], "unknown dataset 'nosuchadapter'"),
+        (["show", "/no/run"], "no run record"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, message):
+    from dermbench.cli import main
+
+    extra = (
+        ["--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")] if args[0] == "run" else []
+    )
+    try:
+        code = main([*args, *extra])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_a_real_process_prints_no_traceback(tmp_path):
+    out = _cli("run", "--task", "ham8", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("dermbench: error: unknown task 'ham8'")
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_image_is_named_and_skipped_on_request(tmp_path):
+    from PIL import Image
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(path)
+        rows.append({"image": path.name, "label": ["common", "rare", "rarest"][i % 3], "group": f"L{i}"})
+    (tmp_path / "img7.png").write_bytes(b"")  # a 0-byte image
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    from dermbench.errors import DataError
+
+    with pytest.raises(DataError, match="img7.png"):
+        run_tiny(tmp_path, data={"manifest": str(tmp_path / "manifest.csv")})
+    record = run_tiny(tmp_path, data={"manifest": str(tmp_path / "manifest.csv")}, skip_bad_images=True)
+    (skipped,) = record["data"]["datasets"][0]["skipped_images"]
+    assert "img7.png" in skipped["path"]
+    assert record["data"]["synthetic"] is False
+
+
+def test_cli_run_prints_the_table_and_record_path_and_survives_sigkill(tmp_path):
+    args = ["run", "--task", "ham7", "--profile", "smoke", "--model", "tinycnn", "--epochs", "4"]
+    args += ["--synthetic-n", "600", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dermbench.cli", *args, "--quiet"], cwd=tmp_path, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    record_path = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "runs").rglob("record.json"))
+        if found and json.loads(found[0].read_text() or "{}").get("history"):
+            record_path = found[0]
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    if record_path is None or read_record(record_path)["status"] == "complete":
+        pytest.skip("the run finished before it could be killed")
+    again = _cli(*args, cwd=tmp_path)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = _cli(*args, "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "macro_f1" in resumed.stdout and "record.json" in resumed.stdout
+    assert "SYNTHETIC" in resumed.stdout
+    assert read_record(record_path)["status"] == "complete"
