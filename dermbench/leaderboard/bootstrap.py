@@ -27,6 +27,7 @@ OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_au
 OP_KEYS = ("recall", "sensitivity", "precision", "f1", "specificity")
 CLASS_KEYS = ("precision", "recall", "f1")
 CHUNK = 250
+MIN_DEFINED = 0.9  # fewer defined draws than this share: the interval would be conditional, so none
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,8 @@ def paired_interval(
     """Percentile interval of the seed-mean of each metric, all seeds scored on the same draws.
 
     ``runs`` holds ``(probs, threshold)`` per seed, rows aligned with ``y``. A draw where a metric
-    is undefined for some seed (a class absent from the draw) is left out and counted.
+    is undefined for some seed (a class absent from the draw) is left out and counted; when more
+    than a tenth of the draws are left out, no interval is given.
     """
     w_all = draw_counts(len(y), n_boot, seed)
     sums = {m: np.zeros(n_boot) for m in metrics}
@@ -190,7 +192,7 @@ def paired_interval(
     for m in metrics:
         mean = sums[m] / len(runs)
         ok = mean[np.isfinite(mean)]
-        if len(ok) < max(10, n_boot // 2):
+        if len(ok) < max(10, MIN_DEFINED * n_boot):
             out[m] = None
             continue
         low, high = np.quantile(ok, [alpha, 1 - alpha])

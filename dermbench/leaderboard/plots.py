@@ -176,8 +176,8 @@ def roc_pr(curves: Sequence[Curve], path: Path, title: str) -> Path:
             ax_roc.plot([fpr], [tpr], **kw)
             ax_pr.plot([rec], [prec], **kw)
     ax_roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
-    ax_pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(-0.01, 1.01), ylim=(0, 1.02))
+    ax_pr.set(xlabel="recall", ylabel="precision", xlim=(-0.01, 1.01), ylim=(0, 1.02))
     ax_roc.set_title("ROC" + (" (star: operating point)" if any(c.op for c in curves) else ""), fontsize=10)
     ax_pr.set_title("Precision-recall", fontsize=10)
     for ax in (ax_roc, ax_pr):
