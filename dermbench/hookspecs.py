@@ -67,7 +67,11 @@ def dermbench_register_schedulers(register: Any) -> None:
 
 @hookspec
 def dermbench_register_samplers(register: Any) -> None:
-    """Register batch samplers: ``factory(options, labels, ctx) -> torch Sampler``."""
+    """Register batch samplers: ``factory(options, labels, ctx) -> object``.
+
+    The object's ``epoch_indices(seed) -> np.ndarray`` gives the order of training images for
+    one epoch; it must depend on ``seed`` alone so that a resumed run repeats it exactly.
+    """
 
 
 @hookspec
@@ -83,8 +87,9 @@ def dermbench_register_stages(register: Any) -> None:
 def dermbench_register_posthoc(register: Any) -> None:
     """Register post-hoc steps, fit on validation and applied unchanged to test.
 
-    ``factory(options, ctx) -> object`` with ``fit(val_probs, val_labels, val_frame)`` and
-    ``apply(probs, frame) -> dict`` (merged into that split's metrics).
+    ``factory(options, ctx: dermbench.builtin.posthoc.PosthocContext) -> object`` with
+    ``fit(val_y, val_probs, val_frame)`` and ``apply(y, probs, frame) -> dict``; the dict is stored
+    in each split's metrics under the object's ``key`` (default: the component's name).
     """
 
 

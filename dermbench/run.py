@@ -457,6 +457,8 @@ def score(
         m = classification_report(split.y, probs[name], list(task.classes))
         for key, step in steps:
             m[key] = step.apply(split.y, probs[name], split.frame)
+            for metric, reason in ((m[key] or {}).get("undefined") or {}).items():
+                m.setdefault("undefined", {})[f"{key}.{metric}"] = reason
         metrics[name] = m
         fname = name.replace(":", "-") + ".csv"
         tmp = pred_dir / (fname + ".tmp")

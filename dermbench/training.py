@@ -379,4 +379,4 @@ def _progress(it: Any, enabled: bool, desc: str) -> Any:
         return it
     from tqdm.auto import tqdm
 
-    return tqdm(it, desc=desc, leave=False, unit="batch")
+    return tqdm(it, desc=desc, leave=False, unit="batch", disable=None)  # None: off when not a terminal
