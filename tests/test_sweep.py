@@ -1,0 +1,92 @@
+"""Sweeps: the grid, skipping recorded runs, the summary table."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from dermbench.cli import main, parse_grid
+from dermbench.errors import ConfigError
+from dermbench.sweep import grid_points
+
+
+def test_grid_keys_and_points():
+    grid = parse_grid(["beta=0.5,1.0", "lr=1e-3", "loss.gamma=2"])
+    assert grid == {"loss.beta": ["0.5", "1.0"], "lr": ["1e-3"], "loss.gamma": ["2"]}
+    assert len(grid_points(grid)) == 2
+    assert grid_points({}) == [{}]
+    with pytest.raises(ConfigError, match="no values"):
+        parse_grid(["beta="])
+
+
+def test_sweep_runs_the_grid_skips_recorded_runs_and_summarises(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DERMBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    from dermbench import plugins
+
+    monkeypatch.setattr(plugins, "_cached", None)
+    args = [
+        "sweep",
+        "--tasks",
+        "ham7",
+        "--methods",
+        "erm",
+        "--seeds",
+        "0,1",
+        "--grid",
+        "label_smoothing=0.0,0.2",
+    ]
+    args += ["--profile", "smoke", "--model", "tinycnn", "--synthetic-n", "200", "--quiet"]
+    args += ["--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+    args += ["--summary-csv", str(tmp_path / "summary.csv")]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    records = sorted((tmp_path / "runs").rglob("record.json"))
+    assert len(records) == 4
+    import json
+
+    by_cell: dict[str, list[float]] = {}
+    for path in records:
+        r = json.loads(path.read_text())
+        ls = r["config"]["options"]["loss.label_smoothing"]
+        by_cell.setdefault(ls, []).append(r["metrics"]["test"]["macro_f1"])
+    for ls, values in by_cell.items():
+        expected = f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
+        assert any(f"loss.label_smoothing={ls}" in line and expected in line for line in first.splitlines())
+    mtimes = [p.stat().st_mtime for p in records]
+    assert main(args) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert [p.stat().st_mtime for p in records] == mtimes
+    assert (tmp_path / "summary.csv").read_text().count("\n") == 3
+
+
+def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DERMBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    from dermbench import plugins
+
+    monkeypatch.setattr(plugins, "_cached", None)
+    args = [
+        "sweep",
+        "--tasks",
+        "ham7,nosuchtask",
+        "--methods",
+        "erm",
+        "--profile",
+        "smoke",
+        "--model",
+        "tinycnn",
+    ]
+    args += [
+        "--synthetic-n",
+        "200",
+        "--quiet",
+        "--out",
+        str(tmp_path / "runs"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "unknown task 'nosuchtask'" in captured.out
+    assert "1 of 2 sweep runs failed" in captured.err
+    assert len(list((tmp_path / "runs").rglob("record.json"))) == 1
