@@ -205,7 +205,7 @@ def test_variants_of_one_method_are_separate_entries(site):
 
 
 def test_bootstrap_interval_is_the_paired_seed_mean_interval(site):
-    """The macro-F1 interval of focal (3 seeds) recomputed with scikit-learn on index resamples."""
+    """The macro-F1 interval of focal (3 seeds) recomputed with scikit-learn on lesion resamples."""
     main = boards(task_page(site, "ham7"))[0]
     exp = fx.expected_groups(site["results"])["ham7"]
     entry = next(
@@ -221,7 +221,10 @@ def test_bootstrap_interval_is_the_paired_seed_mean_interval(site):
     classes = entry["records"][0]["task"]["classes"]
     y = frames[0]["label"].to_numpy()
     preds = [f[[f"p_{c}" for c in classes]].to_numpy().argmax(axis=1) for f in frames]
-    idx = np.random.default_rng(0).integers(0, len(y), size=(N_BOOT, len(y)))
+    lesions = sorted(set(frames[0]["group"]))  # whole lesions are resampled, in sorted id order
+    members = [np.flatnonzero(frames[0]["group"].to_numpy() == g) for g in lesions]
+    draws = np.random.default_rng(0).integers(0, len(lesions), size=(N_BOOT, len(lesions)))
+    idx = [np.concatenate([members[u] for u in d]) for d in draws]
     means = [np.mean([f1_score(y[i], p[i], average="macro") for p in preds]) for i in idx]
     low, high = np.quantile(means, [0.025, 0.975])
     assert ci == f"[{low:.3f}, {high:.3f}]"

@@ -38,12 +38,12 @@ def _sklearn(y: np.ndarray, p: np.ndarray, threshold: float, pos: int) -> dict[s
         "macro_f1": f1_score(y, pred, average="macro"),
         "weighted_f1": f1_score(y, pred, average="weighted"),
         "macro_auc": np.mean([roc_auc_score(y == j, p[:, j]) for j in present]),
-        "per_class.b.precision": precision_score(y, pred, labels=[1], average=None, zero_division=0)[0],
+        "per_class.b.precision": precision_score(y, pred, labels=[1], average=None, zero_division=np.nan)[0],
         "per_class.c.recall": recall_score(y, pred, labels=[2], average=None, zero_division=0)[0],
         "per_class.d.f1": f1_score(y, pred, labels=[3], average=None, zero_division=0)[0],
         "operating_point.f1": f1_score(y == pos, says),
         "operating_point.recall": recall_score(y == pos, says),
-        "operating_point.precision": precision_score(y == pos, says, zero_division=0),
+        "operating_point.precision": precision_score(y == pos, says, zero_division=np.nan),
         "operating_point.specificity": recall_score(y != pos, ~says),
     }
 
@@ -61,7 +61,7 @@ def test_every_draw_matches_sklearn_on_the_resampled_rows(seed):
     for b in range(n_boot):
         ref = _sklearn(y[idx[b]], p[idx[b]], 0.3, 1)
         for m in METRICS:
-            assert got[m][b] == pytest.approx(ref[m], abs=1e-12), (m, b)
+            assert got[m][b] == pytest.approx(ref[m], abs=1e-12, nan_ok=True), (m, b)
 
 
 def test_point_values_on_the_full_set():
@@ -100,6 +100,36 @@ def test_interval_withheld_when_a_metric_is_mostly_undefined():
     got = paired_interval(y, [(p, None)], ["neg", "pos"], ["per_class.pos.recall", "accuracy"], n_boot=50)
     assert got["per_class.pos.recall"] is None
     assert got["accuracy"] is not None
+
+
+def test_grouped_draws_resample_whole_lesions():
+    groups = np.array(["l2", "l1", "l2", "l3", "l1"])
+    w = draw_counts(5, 30, seed=2, groups=groups)
+    draw = np.random.default_rng(2).integers(0, 3, size=(30, 3))  # over sorted ids l1, l2, l3
+    for b in range(30):
+        per_lesion = np.bincount(draw[b], minlength=3)
+        assert w[b].tolist() == [per_lesion[i] for i in (1, 0, 1, 2, 0)]
+
+
+def test_same_numbers_as_the_metrics_module():
+    """One seed: the leaderboard's vectorised path and dermbench.metrics agree exactly."""
+    from dermbench.metrics import bootstrap_report, classification_report, resolve_metric
+
+    y, p = _data(300, 8)
+    groups = [f"lesion{i // 3}" for i in range(len(y))]
+    report = classification_report(y, p, CLASSES, positive_class="c", threshold=0.3)
+    mine = point_values(y, p, CLASSES, METRICS, threshold=0.3, positive_class="c")
+    for m in METRICS:
+        assert mine[m] == pytest.approx(resolve_metric(report, m), abs=1e-12), m
+    names = ["macro_f1", "balanced_accuracy", "macro_auc", "weighted_f1", "operating_point.f1"]
+    ref = bootstrap_report(
+        y, p, CLASSES, names, n_boot=300, seed=4, groups=groups, positive_class="c", threshold=0.3
+    )
+    got = paired_interval(y, [(p, 0.3)], CLASSES, names, "c", n_boot=300, seed=4, groups=groups)
+    for m in names:
+        assert (got[m].low, got[m].high, got[m].n_boot_used) == pytest.approx(
+            (ref[m]["low"], ref[m]["high"], ref[m]["n_boot_used"]), abs=1e-12
+        ), m
 
 
 def test_supported_metrics():

@@ -2,7 +2,8 @@
 
 A cell is the mean and sample standard deviation (ddof=1) over seeds of the value each record
 holds, plus a bootstrap interval of that mean recomputed from the saved test predictions
-(``bootstrap.paired_interval``). The interval is only given when the predictions reproduce the
+(``bootstrap.paired_interval``), resampling whole lesions when the predictions name them
+(the ``group`` column). The interval is only given when the predictions reproduce the
 recorded value exactly: if a post-hoc step or a different metric definition made them disagree,
 an interval around a different number would mislead, so the cell says why it has none.
 """
@@ -79,19 +80,23 @@ class Board:
         return sorted({str(r.version) for r in self.runs})
 
 
-def _aligned(runs: Sequence[Run]) -> tuple[np.ndarray, list[np.ndarray]] | str:
-    """Labels and per-seed probabilities on the same test rows, or why that is not possible."""
+def _aligned(runs: Sequence[Run]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None] | str:
+    """Labels, per-seed probabilities and lesion groups on the same test rows, or why not."""
     loaded = [r.probs("test") for r in runs]
     if any(x is None for x in loaded):
         return "no saved test predictions"
     y0 = loaded[0][0]
-    ids0 = runs[0].predictions("test").get("image_id")
+    frame0 = runs[0].predictions("test")
     for r, (y, _) in zip(runs[1:], loaded[1:], strict=True):
-        ids = r.predictions("test").get("image_id")
-        same_ids = ids0 is None or ids is None or ids.astype(str).tolist() == ids0.astype(str).tolist()
-        if len(y) != len(y0) or not np.array_equal(y, y0) or not same_ids:
+        frame = r.predictions("test")
+        same = len(y) == len(y0) and np.array_equal(y, y0)
+        for col in ("image_id", "group"):
+            if same and col in frame0 and col in frame:
+                same = frame[col].astype(str).tolist() == frame0[col].astype(str).tolist()
+        if not same:
             return "the seeds' test predictions are not on the same rows"
-    return y0, [p for _, p in loaded]
+    groups = frame0["group"].astype(str).to_numpy() if "group" in frame0 else None
+    return y0, [p for _, p in loaded], groups
 
 
 def summarize(runs: Sequence[Run], columns: Sequence[str], n_boot: int, seed: int) -> dict[str, Cell]:
@@ -118,7 +123,7 @@ def summarize(runs: Sequence[Run], columns: Sequence[str], n_boot: int, seed: in
         for m in want:
             cells[m].note = aligned
         return cells
-    y, probs = aligned
+    y, probs, groups = aligned
     pos = runs[0].positive_class()
     thresholds = [r.threshold() for r in runs]
     for r, p, t in zip(runs, probs, thresholds, strict=True):
@@ -135,7 +140,14 @@ def summarize(runs: Sequence[Run], columns: Sequence[str], n_boot: int, seed: in
                 want.remove(m)
     if want:
         intervals = bootstrap.paired_interval(
-            y, list(zip(probs, thresholds, strict=True)), classes, want, pos, n_boot=n_boot, seed=seed
+            y,
+            list(zip(probs, thresholds, strict=True)),
+            classes,
+            want,
+            pos,
+            n_boot=n_boot,
+            seed=seed,
+            groups=groups,
         )
         for m, iv in intervals.items():
             cells[m].interval = iv

@@ -10,16 +10,19 @@ weighted count: one matrix product gives the confusion matrices of all draws at 
 one-vs-rest AUC is computed from weighted cumulative sums over the sorted scores. That keeps
 1000 draws over thousands of cases at well under a second per entry on a laptop CPU.
 
-Definitions follow scikit-learn's defaults on each draw: macro averages run over the classes
-present in the drawn labels or predictions; balanced accuracy and ``macro_auc`` over the classes
-present in the drawn labels (AUC needs both positives and negatives); precision of a class never
-predicted is 0; the operating point predicts positive when ``p >= threshold``.
+Definitions are those of ``dermbench.metrics.classification_report`` (docs/metrics.md), applied
+to each draw: macro F1 over the classes present in the drawn labels or predictions; balanced
+accuracy and ``macro_auc`` over the classes present in the drawn labels; a precision with nothing
+predicted is undefined, and a draw where a metric is undefined is left out. The operating point
+predicts positive when ``p >= threshold``. Before an interval is given, ``aggregate`` checks that
+these definitions reproduce the value the record holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,11 +50,25 @@ def supported(metric: str, classes: Sequence[str]) -> bool:
     return len(parts) == 3 and parts[0] == "per_class" and parts[1] in classes and parts[2] in CLASS_KEYS
 
 
-def draw_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``(n_boot, n)`` case counts; row ``b`` is the bootstrap sample ``rng.integers(0, n, n)``."""
+def draw_counts(
+    n: int, n_boot: int, seed: int, groups: Sequence[Any] | np.ndarray | None = None
+) -> np.ndarray:
+    """``(n_boot, n)`` case counts: row ``b`` counts how often each case is in bootstrap sample ``b``.
+
+    Without ``groups`` a sample is ``rng.integers(0, n, n)``; with ``groups`` (lesion ids) whole
+    groups are drawn, ``rng.integers(0, n_groups, n_groups)`` over the sorted distinct ids, so that
+    several images of one lesion cannot make an interval look tighter than the number of lesions
+    allows. Both draw what ``dermbench.metrics.bootstrap_ci`` draws for the same seed.
+    """
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    return np.stack([np.bincount(row, minlength=n) for row in idx]).astype(np.float64)
+    if groups is None:
+        units, inverse = n, None
+    else:
+        _, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+        units = int(inverse.max()) + 1
+    draw = rng.integers(0, units, size=(n_boot, units))
+    counts = np.stack([np.bincount(row, minlength=units) for row in draw]).astype(np.float64)
+    return counts if inverse is None else counts[:, inverse]
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,7 +108,7 @@ def evaluate(
     support, predicted = conf.sum(axis=2), conf.sum(axis=1)
     total = support.sum(axis=1)
     present = (support + predicted) > 0
-    precision = np.where(predicted > 0, _div(tp, predicted), 0.0)
+    precision = _div(tp, predicted)
     recall = _div(tp, support)
     f1 = np.where(present, _div(2 * tp, support + predicted), np.nan)
     out: dict[str, np.ndarray] = {}
@@ -139,8 +156,8 @@ def _operating_point(
     tp, fp = w @ (is_pos & says_pos), w @ (~is_pos & says_pos)
     fn, tn = w @ (is_pos & ~says_pos), w @ (~is_pos & ~says_pos)
     recall = _div(tp, tp + fn)
-    precision = np.where(tp + fp > 0, _div(tp, tp + fp), 0.0)
-    f1 = np.where(tp + fp + fn > 0, _div(2 * tp, 2 * tp + fp + fn), np.nan)
+    precision = _div(tp, tp + fp)
+    f1 = _div(2 * tp, 2 * tp + fp + fn)
     return {
         "recall": recall,
         "sensitivity": recall,
@@ -172,14 +189,16 @@ def paired_interval(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence[Any] | np.ndarray | None = None,
 ) -> dict[str, Interval | None]:
     """Percentile interval of the seed-mean of each metric, all seeds scored on the same draws.
 
     ``runs`` holds ``(probs, threshold)`` per seed, rows aligned with ``y``. A draw where a metric
     is undefined for some seed (a class absent from the draw) is left out and counted; when more
-    than a tenth of the draws are left out, no interval is given.
+    than a tenth of the draws are left out, no interval is given. ``groups`` resamples whole
+    lesions (see ``draw_counts``).
     """
-    w_all = draw_counts(len(y), n_boot, seed)
+    w_all = draw_counts(len(y), n_boot, seed, groups)
     sums = {m: np.zeros(n_boot) for m in metrics}
     for lo in range(0, n_boot, CHUNK):
         chunk = w_all[lo : lo + CHUNK]
