@@ -132,14 +132,17 @@ def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
     """``["beta=0.5,1.0", "lr=1e-4"]`` -> ``{"loss.beta": [...], "lr": [...]}``.
 
     A bare name that is not a run setting is taken as a loss option, the common case.
+    ``alpha+beta=0.5,1.0`` ties keys: both take 0.5, then both 1.0.
     """
     from dermbench.config import FIELDS, parse_assignments
 
+    def canonical(name: str) -> str:
+        name = name.strip().replace("-", "_")
+        return name if name in FIELDS or "." in name else f"loss.{name}"
+
     grid: dict[str, list[str]] = {}
     for key, values in parse_assignments(items, "--grid").items():
-        k = key.replace("-", "_")
-        if k not in FIELDS and "." not in k:
-            k = f"loss.{k}"
+        k = "+".join(canonical(part) for part in key.split("+"))  # a+b: both take each value together
         grid[k] = [v.strip() for v in values.split(",") if v.strip()]
         if not grid[k]:
             raise ConfigError(f"--grid {key}: no values")

@@ -29,11 +29,12 @@ def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
 
 def _as_settings(point: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k, v in point.items():
-        if "." in k:
-            out.setdefault("options", {})[k] = v
-        else:
-            out[k] = v
+    for tied, v in point.items():
+        for k in tied.split("+"):
+            if "." in k:
+                out.setdefault("options", {})[k] = v
+            else:
+                out[k] = v
     return out
 
 

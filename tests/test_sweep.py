@@ -16,6 +16,13 @@ def test_grid_keys_and_points():
     assert grid == {"loss.beta": ["0.5", "1.0"], "lr": ["1e-3"], "loss.gamma": ["2"]}
     assert len(grid_points(grid)) == 2
     assert grid_points({}) == [{}]
+    tied = parse_grid(["alpha+beta=0.5,2.0"])
+    assert tied == {"loss.alpha+loss.beta": ["0.5", "2.0"]}
+    from dermbench.sweep import _as_settings
+
+    assert [_as_settings(p) for p in grid_points(tied)][1] == {
+        "options": {"loss.alpha": "2.0", "loss.beta": "2.0"}
+    }
     with pytest.raises(ConfigError, match="no values"):
         parse_grid(["beta="])
 
