@@ -2,8 +2,9 @@
 
 Fairness audits, method recipes and plugin metrics have shapes the leaderboard does not know in
 advance. Rather than guess at fields, a value is laid out by its shape: a list of objects is a
-table with one row per object, an object of objects is a table with one row per key, an object of
-scalars is a two-column table, and nesting becomes one table per branch. Cells are plain strings;
+table with one row per object, an object of objects that share fields is a table with one row per
+key (nested fields become dotted columns), an object of scalars is a two-column table, and other
+nesting becomes one table per branch. Cells are plain strings;
 the templates escape them.
 """
 
@@ -24,12 +25,12 @@ class Table:
 
 
 def cell(v: Any, digits: int = 3) -> str:
-    if v is None:
+    if v is None or v == {} or v == []:
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.{digits}f}"
+        return f"{v:.{digits}f}" if v == 0 or abs(v) >= 10**-digits else f"{v:.{digits}g}"
     if isinstance(v, dict | list):
         return json.dumps(v, default=str, ensure_ascii=False)
     return str(v)
@@ -40,10 +41,11 @@ def _scalar(v: Any) -> bool:
 
 
 def _flat_row(obj: dict, prefix: str = "") -> dict[str, Any]:
+    """One table row: nested objects become dotted columns (``loss.options.gamma``)."""
     out: dict[str, Any] = {}
     for k, v in obj.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and all(_scalar(x) for x in v.values()):
+        if isinstance(v, dict) and v:
             out.update(_flat_row(v, key + "."))
         else:
             out[key] = v
@@ -60,6 +62,15 @@ def _rows_table(caption: str, first: str | None, items: list[tuple[str | None, d
         ([name or ""] if first is not None else []) + [cell(row.get(c)) for c in cols] for name, row in flat
     ]
     return Table(caption=caption, columns=header, rows=rows)
+
+
+def _rowlike(nested: dict[str, Any]) -> bool:
+    """Sibling objects that read as rows of one table: each shares a field with the widest one."""
+    if len(nested) < 2 or not all(isinstance(v, dict) and v for v in nested.values()):
+        return False
+    keys = [set(_flat_row(v)) for v in nested.values()]
+    widest = max(keys, key=len)
+    return all(k & widest for k in keys)
 
 
 def to_tables(value: Any, caption: str = "", depth: int = 0) -> list[Table]:
@@ -83,8 +94,7 @@ def to_tables(value: Any, caption: str = "", depth: int = 0) -> list[Table]:
                 rows=[[str(k), cell(v)] for k, v in scalars.items()],
             )
         )
-    rowlike = [isinstance(v, dict) and v and all(_scalar(x) for x in v.values()) for v in nested.values()]
-    if len(nested) >= 2 and all(rowlike):
+    if _rowlike(nested):
         tables.append(_rows_table(caption, "", list(nested.items())))
         nested = {}
     for k, v in nested.items():

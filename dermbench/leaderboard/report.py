@@ -156,6 +156,21 @@ def _confusion(runs: list[Run], k: int) -> np.ndarray | None:
     return np.sum(mats, axis=0) if mats else None
 
 
+CARD_KEYS = ("name", "summary", "paper", "notes")
+
+
+def _recipe_tables(recipe: Any) -> list[Any]:
+    """The recipe's components (stages, post-hoc steps, protocol profiles) as tables; the fields
+    the card already shows are left out."""
+    if not isinstance(recipe, dict):
+        return to_tables(recipe, "recipe") if recipe else []
+    return to_tables({k: v for k, v in recipe.items() if k not in CARD_KEYS and v not in (None, [], {})}, "")
+
+
+def _pairs(value: Any) -> list[tuple[str, str]]:
+    return flatten(value) if value else []
+
+
 def _data_view(run: Run) -> dict[str, Any]:
     data = run.record["data"]
     splits = data.get("splits") or {}
@@ -257,9 +272,12 @@ def entry_page(
         "label": label or str(method["name"]),
         "task": first.task,
         "method": method,
-        "recipe": flatten(method.get("recipe") or {}),
-        "options": flatten((first.record.get("config") or {}).get("options") or {}),
-        "settings": flatten({k: v for k, v in first.variant.items() if k != "options"}),
+        "notes": (method.get("recipe") or {}).get("notes")
+        if isinstance(method.get("recipe"), dict)
+        else None,
+        "recipe": _recipe_tables(method.get("recipe")),
+        "options": _pairs((first.record.get("config") or {}).get("options")),
+        "settings": _pairs({k: v for k, v in first.variant.items() if k != "options"}),
         "protocol": first.record["protocol"],
         "profile": first.record.get("profile"),
         "data": _data_view(first),
