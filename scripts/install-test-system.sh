@@ -14,4 +14,4 @@ if [ ! -x /usr/bin/chromium ]; then
     exit 0
   fi
 fi
-/usr/bin/chromium --version
+/usr/bin/chromium --version || echo "warning: /usr/bin/chromium is installed but does not start" >&2

@@ -462,3 +462,17 @@ def test_empty_results_folder_builds_an_empty_site(tmp_path):
     index = build_site(tmp_path / "runs", tmp_path / "site")
     assert "No complete run records were found" in index.read_text()
     shutil.rmtree(tmp_path / "site")
+
+
+def test_report_of_a_run_still_in_progress(tmp_path):
+    run = fx.write_run(
+        tmp_path / "runs", {"task": "ham7", "method": "erm", "seed": 2, "strength": 1.0, "status": "running"}
+    )
+    rec = json.loads((run / "record.json").read_text())
+    rec.update(metrics={}, predictions={}, history=[], overfitting_gap=None, best_epoch=None)
+    (run / "record.json").write_text(json.dumps(rec))
+    index = build_report(run, tmp_path / "report")
+    tree = parse(index)
+    assert any("this run is not complete (status running)" in p.text for p in tree.root.iter("p", "warning"))
+    assert [a for t, a in tree.starttags if t == "img"] == []
+    assert "No training history recorded." in index.read_text()
