@@ -19,7 +19,7 @@ from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
 from dermbench.leaderboard import plots
 from dermbench.leaderboard.aggregate import Cell, summarize
-from dermbench.leaderboard.config import LeaderboardConfig
+from dermbench.leaderboard.config import LeaderboardConfig, read_config
 from dermbench.leaderboard.generic import flatten, to_tables
 from dermbench.leaderboard.records import Run, as_number, get_path, inside, read_run, slug
 from dermbench.leaderboard.render import environment, prepare_out, write_page
@@ -192,34 +192,17 @@ def _data_view(run: Run) -> dict[str, Any]:
     }
 
 
-def entry_page(
-    env: jinja2.Environment,
-    cfg: LeaderboardConfig,
-    runs: list[Run],
-    page_dir: Path,
-    root: str,
-    crumbs: list[tuple[str, str]],
-    columns: list[str] | None = None,
-    label: str | None = None,
-    cells: dict[str, Cell] | None = None,
-) -> Path:
-    """Write ``page_dir/index.html`` and its images for the seeds ``runs`` of one entry."""
-    first = runs[0]
-    classes = first.classes
-    primary = str(first.task["primary_metric"])
-    decision = first.positive_class() is not None and bool(first.test_metrics.get("operating_point"))
-    columns = columns or cfg.columns(str(first.task["name"]), primary, decision)
-    page_dir.mkdir(parents=True, exist_ok=True)
+def _draw(
+    runs: list[Run], classes: list[str], f1: np.ndarray, cm: np.ndarray | None, page_dir: Path
+) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The page's PNG plots, written next to it; what was drawn, by section."""
     images: dict[str, str] = {}
-
-    per_class = _per_class(runs, classes)
-    if np.isfinite(per_class["matrix"]).any():
+    if np.isfinite(f1).any():
         rows = [seed_label(r) for r in runs] + (["mean"] if len(runs) > 1 else [])
-        plots.per_class_heatmap(per_class["matrix"], rows, classes, page_dir / "per_class_f1.png")
+        plots.per_class_heatmap(f1, rows, classes, page_dir / "per_class_f1.png")
         images["per_class"] = "per_class_f1.png"
-    cm = _confusion(runs, len(classes))
     if cm is not None:
-        where = f"summed over {len(runs)} seeds" if len(runs) > 1 else seed_label(first)
+        where = f"summed over {len(runs)} seeds" if len(runs) > 1 else seed_label(runs[0])
         plots.confusion(cm, classes, page_dir / "confusion.png", f"Test confusion matrix ({where})")
         images["confusion"] = "confusion.png"
     series = [
@@ -238,32 +221,55 @@ def entry_page(
         name = f"roc_pr_{n}.png"
         plots.roc_pr(fig["curves"], page_dir / name, fig["title"])
         curve_figs.append({"src": name, "title": fig["title"]})
+    return images, curve_figs
 
-    seeds = []
-    for i, r in enumerate(runs):
-        cams, cam_notes = copy_cams(r, page_dir / "cams", f"s{i}")
-        fairness = r.record.get("fairness")
-        seeds.append(
-            {
-                "label": seed_label(r),
-                "run": r,
-                "record": r.record,
-                "primary": as_number(get_path(r.test_metrics, primary)),
-                "gap": get_path(r.record, "overfitting_gap.final") or {},
-                "epochs": len(r.record.get("history") or []),
-                "op": r.test_metrics.get("operating_point")
-                if isinstance(r.test_metrics.get("operating_point"), dict)
-                else None,
-                "splits": [
-                    (name, [as_number(m.get(k)) if isinstance(m, dict) else None for k in OVERALL])
-                    for name, m in (r.record.get("metrics") or {}).items()
-                ],
-                "undefined": (r.test_metrics.get("undefined") or {}),
-                "fairness": to_tables(fairness, "fairness") if fairness else [],
-                "cams": cams,
-                "cam_notes": cam_notes,
-            }
-        )
+
+def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
+    """What the page shows of one seed's run (its Grad-CAM++ images copied next to the page)."""
+    cams, cam_notes = copy_cams(r, page_dir / "cams", f"s{i}")
+    fairness = r.record.get("fairness")
+    op = r.test_metrics.get("operating_point")
+    return {
+        "label": seed_label(r),
+        "run": r,
+        "record": r.record,
+        "primary": as_number(get_path(r.test_metrics, primary)),
+        "gap": get_path(r.record, "overfitting_gap.final") or {},
+        "epochs": len(r.record.get("history") or []),
+        "op": op if isinstance(op, dict) else None,
+        "splits": [
+            (name, [as_number(m.get(k)) if isinstance(m, dict) else None for k in OVERALL])
+            for name, m in (r.record.get("metrics") or {}).items()
+        ],
+        "undefined": r.test_metrics.get("undefined") or {},
+        "fairness": to_tables(fairness, "fairness") if fairness else [],
+        "cams": cams,
+        "cam_notes": cam_notes,
+    }
+
+
+def entry_page(
+    env: jinja2.Environment,
+    cfg: LeaderboardConfig,
+    runs: list[Run],
+    page_dir: Path,
+    root: str,
+    crumbs: list[tuple[str, str]],
+    columns: list[str] | None = None,
+    label: str | None = None,
+    cells: dict[str, Cell] | None = None,
+) -> Path:
+    """Write ``page_dir/index.html`` and its images for the seeds ``runs`` of one entry."""
+    first = runs[0]
+    classes = first.classes
+    primary = str(first.task["primary_metric"])
+    decision = first.positive_class() is not None and bool(first.test_metrics.get("operating_point"))
+    columns = columns or cfg.columns(str(first.task["name"]), primary, decision)
+    page_dir.mkdir(parents=True, exist_ok=True)
+    per_class = _per_class(runs, classes)
+    cm = _confusion(runs, len(classes))
+    images, curve_figs = _draw(runs, classes, per_class["matrix"], cm, page_dir)
+    seeds = [_seed_view(r, i, primary, page_dir) for i, r in enumerate(runs)]
     method = first.method
     context = {
         "root": root,
@@ -302,9 +308,11 @@ def entry_page(
 
 
 def build_report(run_dir: Path, out: Path, config: Path | None = None) -> Path:
-    """The method page for the single run in ``run_dir``, written to ``out/index.html``."""
-    from dermbench.leaderboard.config import read_config
+    """The method page for the single run in ``run_dir``, written to ``out/index.html``.
 
+    Any run record will do, complete or not (a run in progress gets a warning on the page);
+    ``config`` only sets columns, labels and bootstrap settings.
+    """
     run = read_run(Path(run_dir))
     cfg = read_config(config)
     prepare_out(out)
