@@ -460,6 +460,8 @@ def score(
             for metric, reason in ((m[key] or {}).get("undefined") or {}).items():
                 m.setdefault("undefined", {})[f"{key}.{metric}"] = reason
         metrics[name] = m
+        if name == "train":
+            continue  # training-split metrics are kept; its predictions are not worth the disk
         fname = name.replace(":", "-") + ".csv"
         tmp = pred_dir / (fname + ".tmp")
         predictions_frame(split, probs[name], task).to_csv(tmp, index=False)
