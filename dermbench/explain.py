@@ -86,7 +86,7 @@ def find_target_layer(
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(
             f"{type(model).__name__}.forward_features returns {shape}, not a (N, C, H, W) feature map: "
-            "not a CNN; pass target_layer (a module name) to explain it"
+            "not a CNN; pass target_layer naming a module with a (N, C, H, W) output"
         )
     if not seen:
         raise ConfigError(f"{type(model).__name__} has no module with a 4-D output; pass target_layer")

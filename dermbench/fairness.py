@@ -7,21 +7,12 @@ and the light-minus-dark gap, then move the threshold to shrink the recall gap. 
 that for any grouping (ITA groups, Fitzpatrick type, sex, ...), with fairlearn's ``MetricFrame``
 for the per-group numbers and a bootstrap for the gaps.
 
-- Decisions are one-vs-rest: a case is called positive when ``p(positive) >= threshold``, as in
-  :func:`dermbench.metrics.operating_point`. The threshold comes from validation, never from
-  the audited split; it may be one number or one per row (per-group thresholds).
-- A metric a group cannot define (AUC with one class present, recall with no positive case,
-  precision with nothing called positive) is None with the reason, never 0 and never a crash.
-- Gaps are max minus min over the groups where the metric is defined; for exactly two groups the
-  signed difference (first minus second, in ``order`` or sorted order) is given too. The 95%
-  percentile intervals resample images (or whole lesions, ``resample_groups``) from the whole
-  split, recompute every group's metric on the resample and take the gap, so group sizes vary
-  across resamples as they would across test sets. Resamples in which a group loses the metric
-  are skipped and counted (``n_boot_used``).
-- Missing group labels (None, NaN, empty, "unknown") are left out of that grouping and counted.
-
-``docs/fairness.md`` states each rule, including the recalibration rule of
-:func:`recalibrate_thresholds`.
+Decisions are one-vs-rest (``p(positive) >= threshold``, as in
+:func:`dermbench.metrics.operating_point`) at a threshold chosen on validation. A metric a group
+cannot define is None with the reason, never 0 and never a crash. Gaps are max minus min over
+the groups that define the metric (and first minus second for two groups), with percentile
+intervals from resampling the whole split. ``docs/fairness.md`` states every rule, including
+the recalibration rule of :func:`recalibrate_thresholds`.
 """
 
 from __future__ import annotations
@@ -98,11 +89,10 @@ def group_labels(values: Any, n: int, name: str) -> np.ndarray:
 
 
 def _row_thresholds(threshold: Any, n: int) -> np.ndarray:
-    t = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,)) if np.ndim(threshold) == 0 else None
-    if t is None:
-        t = np.asarray(threshold, dtype=np.float64)
-        if t.shape != (n,):
-            raise DataError(f"per-row thresholds have shape {t.shape} for {n} rows")
+    t = np.asarray(threshold, dtype=np.float64)
+    t = np.broadcast_to(t, (n,)) if t.ndim == 0 else t
+    if t.shape != (n,):
+        raise DataError(f"per-row thresholds have shape {t.shape} for {n} rows")
     if not np.all((t >= 0) & (t <= 1)):
         raise ConfigError(f"thresholds must lie in [0, 1], got values such as {t[(t < 0) | (t > 1)][0]!r}")
     return t
@@ -157,25 +147,18 @@ def _entry(group: str, values: Mapping[str, Any], positive_class: str) -> dict[s
 
 
 def per_group_metrics(
-    actual: np.ndarray,
-    scores: np.ndarray,
-    decided: np.ndarray,
-    labels: np.ndarray,
-    name: str,
-    positive_class: str,
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Per-group and overall entries through fairlearn's ``MetricFrame`` (rows with a label only)."""
+    actual: np.ndarray, scores: np.ndarray, decided: np.ndarray, labels: np.ndarray, positive_class: str
+) -> list[dict[str, Any]]:
+    """One entry per group through fairlearn's ``MetricFrame``, over the rows that have a label."""
     keep = np.array([v is not None for v in labels], dtype=bool)
     if not keep.any():
-        return [], None
-    feature = pd.Series(labels[keep].astype(str), name=name)
+        return []
+    feature = pd.Series(labels[keep].astype(str), name="group")
     y, s, d = actual[keep].astype(int), scores[keep], decided[keep].astype(int)
     on_decisions = MetricFrame(metrics=_ON_DECISIONS, y_true=y, y_pred=d, sensitive_features=feature)
     on_scores = MetricFrame(metrics={"auc": _auc}, y_true=y, y_pred=s, sensitive_features=feature)
     table = pd.concat([on_decisions.by_group, on_scores.by_group], axis=1)
-    overall = {**on_decisions.overall.to_dict(), **on_scores.overall.to_dict()}
-    rows = [_entry(str(g), table.loc[g], positive_class) for g in table.index]
-    return rows, _entry("all", overall, positive_class)
+    return [_entry(str(g), table.loc[g], positive_class) for g in table.index]
 
 
 # --- bootstrap ------------------------------------------------------------------------------
@@ -255,6 +238,25 @@ def _interval(values: np.ndarray, alpha: float) -> tuple[float | None, float | N
 # --- the audit ------------------------------------------------------------------------------
 
 
+def _bootstrap(
+    actual: np.ndarray,
+    scores: np.ndarray,
+    decided: np.ndarray,
+    members: Mapping[str, list[np.ndarray]],
+    n_boot: int,
+    seed: int,
+    clusters: Any,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per grouping and metric, an (n_boot, groups) array of the metric on each resample."""
+    out: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in METRICS} for name in members}
+    for w in resample_counts(len(actual), n_boot, seed, clusters):
+        for name, idx_list in members.items():
+            per = [weighted_metrics(actual[i], scores[i], decided[i], w[:, i]) for i in idx_list]
+            for m in METRICS:
+                out[name][m].append(np.array([p[m] for p in per]).T.reshape(len(w), len(per)))
+    return {name: {m: np.concatenate(v) for m, v in table.items()} for name, table in out.items()}
+
+
 def _ordered(rows: list[dict[str, Any]], order: Sequence[Any] | None) -> list[dict[str, Any]]:
     first = [] if order is None else [_label(v) for v in order]
     rank = {g: i for i, g in enumerate(first) if g is not None}
@@ -322,24 +324,15 @@ def fairness_audit(
     t = _row_thresholds(threshold, n)
     decided = scores >= t
     labels = {name: group_labels(values, n, name) for name, values in groups.items()}
-    everyone = np.full(n, "all", dtype=object)
-    _, overall = per_group_metrics(actual, scores, decided, everyone, "all", positive_class)
-    tables = {}
-    for name, lab in labels.items():
-        rows, _ = per_group_metrics(actual, scores, decided, lab, name, positive_class)
-        tables[name] = _ordered(rows, (order or {}).get(name))
-    boot: dict[str, dict[str, np.ndarray]] = {}
-    if n_boot:
-        members = {
-            name: [np.flatnonzero(labels[name] == r["group"]) for r in tables[name]] for name in tables
-        }
-        chunks: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in METRICS} for name in tables}
-        for w in resample_counts(n, n_boot, seed, resample_groups):
-            for name, idx_list in members.items():
-                per = [weighted_metrics(actual[i], scores[i], decided[i], w[:, i]) for i in idx_list]
-                for m in METRICS:
-                    chunks[name][m].append(np.column_stack([p[m] for p in per]))
-        boot = {name: {m: np.concatenate(v[m]) for m in METRICS} for name, v in chunks.items()}
+    (overall,) = per_group_metrics(actual, scores, decided, np.full(n, "all", dtype=object), positive_class)
+    tables = {
+        name: _ordered(
+            per_group_metrics(actual, scores, decided, lab, positive_class), (order or {}).get(name)
+        )
+        for name, lab in labels.items()
+    }
+    members = {name: [np.flatnonzero(labels[name] == r["group"]) for r in tables[name]] for name in tables}
+    boot = _bootstrap(actual, scores, decided, members, n_boot, seed, resample_groups) if n_boot else {}
     scalar = np.ndim(threshold) == 0
     return {
         "positive_class": positive_class,
@@ -401,12 +394,8 @@ def _global_choice(
     with_pos = sorted({g for g, a in zip(labels, actual, strict=True) if g is not None and a})
     if len(with_pos) < 2:
         return None, "fewer than two groups with positive cases on validation: the recall gap is undefined"
-    group_recall = np.stack(
-        [
-            (decided[labels == g] & actual[labels == g, None]).sum(axis=0) / actual[labels == g].sum()
-            for g in with_pos
-        ]
-    )
+    rows = [labels == g for g in with_pos]
+    group_recall = np.stack([(decided[r] & actual[r, None]).sum(axis=0) / actual[r].sum() for r in rows])
     gap = group_recall.max(axis=0) - group_recall.min(axis=0)
     ok = f1 >= f1_floor - 1e-12
     if gamma is not None:
@@ -431,13 +420,10 @@ def recalibrate_thresholds(
 ) -> dict[str, Any]:
     """Thresholds chosen on VALIDATION predictions only, to shrink the between-group recall gap.
 
-    The baseline is the recall-constrained point of Rumale et al. (highest F1 with recall >=
-    ``recall_constraint``, :func:`dermbench.metrics.choose_threshold`). ``mode="global"``: one
-    threshold, the grid value with the smallest gap among those keeping overall recall >= the
-    constraint and F1 within ``f1_tolerance`` of the baseline's (without that floor, calling every
-    case positive has recall 1 in every group, a zero gap and no use); ties go to the higher F1,
-    then the lower threshold. ``mode="per_group"``: each group with positives gets its own
-    baseline rule on its own rows; other groups, and unlabelled rows, use the baseline.
+    ``global``: the smallest gap among grid thresholds keeping recall >= the constraint and F1
+    within ``f1_tolerance`` of the baseline (the paper's recall-constrained point); without that
+    floor, calling every case positive would win with a zero gap. ``per_group``: the baseline rule
+    on each group's own rows. docs/fairness.md gives the full rule, ties and fallbacks.
     """
     if mode not in ("global", "per_group"):
         raise ConfigError(f"recalibration mode must be 'global' or 'per_group', got {mode!r}")
@@ -479,11 +465,7 @@ def recalibrate_thresholds(
         for g in seen:
             rows = labels == g
             if not actual[rows].any():
-                per[g] = {
-                    "threshold": t0,
-                    "feasible": None,
-                    "reason": "no positive case in group: baseline used",
-                }
+                per[g] = dict(threshold=t0, feasible=None, reason="no positive case in group: baseline used")
                 continue
             c = choose_threshold(y[rows], p[rows], classes, positive_class, recall_constraint, step=step)
             per[g] = {k: c[k] for k in ("threshold", "feasible", "val_recall", "val_f1", "reason")}
@@ -496,8 +478,7 @@ def thresholds_for_rows(groups: Any, choice: Mapping[str, Any]) -> np.ndarray:
     """Each row's threshold under a recalibration ``choice``; unseen or missing groups get its default."""
     if choice.get("default") is None:
         raise ConfigError(f"no threshold was chosen on validation: {choice.get('reason')}")
-    arr = list(groups) if not isinstance(groups, np.ndarray) else groups.tolist()
-    labels = group_labels(arr, len(arr), "groups")
+    labels = group_labels(groups, len(groups), "groups")
     table = choice.get("thresholds") or {}
     default = choice["threshold"] if choice.get("threshold") is not None else choice["default"]
     return np.array([table.get(g, default) if g is not None else default for g in labels], dtype=np.float64)

@@ -153,6 +153,17 @@ def test_undefined_metrics_are_none_with_reasons_not_crashes() -> None:
     assert auc_gap["value"] is None and "fewer than two groups" in auc_gap["reason"]
 
 
+def test_grouping_without_any_label_and_lesion_resampling() -> None:
+    d = _data(n=120)
+    lesions = np.arange(120) // 2
+    groups = {"none": [None] * 120, "ita": d["tone"]}
+    out = fairness_audit(d["y"], d["probs"], CLASSES, groups, "mel", 0.3, n_boot=20, resample_groups=lesions)
+    json.dumps(out, allow_nan=False)
+    assert out["groupings"]["none"]["groups"] == [] and out["groupings"]["none"]["n_missing"] == 120
+    assert "fewer than two groups" in out["groupings"]["none"]["gaps"]["recall"]["reason"]
+    assert out["resampling"] == "groups" and out["groupings"]["ita"]["gaps"]["auc"]["n_boot_used"] == 20
+
+
 def test_weighted_auc_matches_sklearn_with_sample_weights_and_ties() -> None:
     rng = np.random.default_rng(3)
     s = np.round(rng.random(60), 1)  # many ties
