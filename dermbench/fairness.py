@@ -436,7 +436,7 @@ def recalibrate_thresholds(
     result: dict[str, Any] = {
         "mode": mode,
         "positive_class": positive_class,
-        "recall_constraint": recall_constraint,
+        "recall_constraint": None if recall_constraint is None else float(recall_constraint),
         "step": float(step),
         "f1_tolerance": float(f1_tolerance),
         "default": base["threshold"],
