@@ -316,7 +316,11 @@ def test_method_page_per_class_confusion_fairness(site):
     got = [[int(td.text) for td in tr.iter("td")] for tr in cm.find("tbody").iter("tr")]
     assert got == np.sum([r["metrics"]["test"]["confusion_matrix"] for r in recs], axis=0).tolist()
     fairness = next(s for s in tree.root.iter("section") if s.attrs.get("id") == "fairness")
-    assert "<b>V-VI</b>" in fairness.text  # shown as text, escaped in the markup
+    audit = recs[0]["fairness"]["groupings"]["skin_type"]
+    table = next(t for t in fairness.iter("table") if t.find("caption").text.endswith("skin_type / groups"))
+    got = {tr.find("td").text: [td.text for td in tr.iter("td")] for tr in table.find("tbody").iter("tr")}
+    for row in audit["groups"]:  # "<b>V-VI</b>" among them: shown as text, escaped in the markup
+        assert got[row["group"]][1:4] == [str(row["n"]), str(row["positives"]), f"{row['recall']:.3f}"]
     assert "Lin et al., Focal Loss" in tree.root.find("dd", "paper").text
     imgs = [a["src"] for t, a in tree.starttags if t == "img"]
     assert {"per_class_f1.png", "confusion.png", "learning_curves.png", "roc_pr_0.png"} <= set(imgs)

@@ -31,6 +31,8 @@ def cell(v: Any, digits: int = 3) -> str:
         return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.{digits}f}" if v == 0 or abs(v) >= 10**-digits else f"{v:.{digits}g}"
+    if isinstance(v, list) and all(_scalar(x) for x in v):
+        return ", ".join(cell(x, digits) for x in v)
     if isinstance(v, dict | list):
         return json.dumps(v, default=str, ensure_ascii=False)
     return str(v)
@@ -56,7 +58,7 @@ def _rows_table(caption: str, first: str | None, items: list[tuple[str | None, d
     flat = [(name, _flat_row(obj)) for name, obj in items]
     cols: list[str] = []
     for _, row in flat:
-        cols += [c for c in row if c not in cols]
+        cols += [c for c in row if c not in cols and row[c] not in (None, {}, [])]
     header = ([first] if first is not None else []) + cols
     rows = [
         ([name or ""] if first is not None else []) + [cell(row.get(c)) for c in cols] for name, row in flat
@@ -65,10 +67,13 @@ def _rows_table(caption: str, first: str | None, items: list[tuple[str | None, d
 
 
 def _rowlike(nested: dict[str, Any]) -> bool:
-    """Sibling objects that read as rows of one table: each shares a field with the widest one."""
-    if len(nested) < 2 or not all(isinstance(v, dict) and v for v in nested.values()):
+    """Sibling objects that read as rows of one table: each non-empty one shares a field with the
+    widest; empty ones are rows of dashes."""
+    if len(nested) < 2 or not all(isinstance(v, dict) for v in nested.values()):
         return False
-    keys = [set(_flat_row(v)) for v in nested.values()]
+    keys = [set(_flat_row(v)) for v in nested.values() if v]
+    if not keys:
+        return False
     widest = max(keys, key=len)
     return all(k & widest for k in keys)
 
