@@ -205,6 +205,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from dermbench.explain_run import explain_run
+
+    record = explain_run(args.run, n=args.n, split=args.split, progress=not args.quiet)
+    fns = (record.get("error_analysis") or {}).get("false_negatives")
+    if fns is not None:
+        print(f"{len(fns)} false negatives at threshold {record['error_analysis']['threshold']}:")
+        for row in fns[: args.n]:
+            extra = ", ".join(
+                f"{k} {v}" for k, v in row.items() if k not in ("image_id", "label", "probability", "cam")
+            )
+            print(
+                f"  {row['image_id']}  {row['label']}  p={row['probability']:.3f}  {extra}  {row['cam'] or ''}"
+            )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dermbench", description="Benchmark dermatology image classifiers.")
     parser.add_argument("--version", action="version", version=f"dermbench {__version__}")
@@ -229,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or record.json")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("explain", help="Grad-CAM++ overlays and false-negative analysis for a finished run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--n", type=int, default=8, help="overlays per category (tp, fp, fn, tn)")
+    p.add_argument("--split", default="test", help="split to explain (default test)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
     p.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")

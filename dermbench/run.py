@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from dermbench import __version__
+from dermbench.audit import SKIN_TONE_SCHEMES, audit_run, ita_column
 from dermbench.components import ModelContext
 from dermbench.config import RunConfig
 from dermbench.data.cache import default_cache_dir, load_images
@@ -29,7 +30,7 @@ from dermbench.record import RECORD_NAME, environment, now, read_record, write_j
 from dermbench.tasks import Task, resolve_task
 from dermbench.training import SplitData, StageContext, pick_device, predict_logits, to_input
 
-META_COLUMNS = ("skin_type", "ita", "sex", "age", "localization", "dataset")
+META_COLUMNS = ("skin_type", "ita", "ita_true", "sex", "age", "localization", "dataset")
 
 
 @dataclass
@@ -68,6 +69,12 @@ def _load_source(
     )
     frame = frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True)
     frame["dataset"] = name
+    if any(g in SKIN_TONE_SCHEMES for g in cfg.groups):
+        if "ita" in frame.columns:  # a generator's true tone, kept apart from the measured one
+            frame = frame.rename(columns={"ita": "ita_true"})
+        frame["ita"] = ita_column(
+            np.asarray(images), f"{records.identity}|{cfg.image_size}|{len(frame)}", cache_dir_for(cfg)
+        )
     info = {
         "name": name,
         "path": path,
@@ -285,11 +292,28 @@ def execute(
         for name, s in data.splits.items():
             if name != "val":
                 probs[name] = np.mean([predict_probs(m, s.images, cfg, device) for m in models], axis=0)
+    for i, m in enumerate(models):
+        final = ckpt_dir / (f"fold{i}/final.pt" if k is not None else "final.pt")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": m.state_dict()}, final.with_suffix(".tmp"))
+        final.with_suffix(".tmp").replace(final)
+    record["artifacts"]["models"] = [str(p.relative_to(run_dir)) for p in sorted(ckpt_dir.rglob("final.pt"))]
     record["best_epoch"] = best_epoch
     record["history"] = [r for h in histories for r in h]
 
     scored = score(probs, data, task, method, cfg, plugins, run_dir)
     record.update(scored)
+    if cfg.groups:
+        op = record["metrics"]["val"].get("operating_point") or {}
+        record["fairness"] = audit_run(
+            task,
+            tuple(cfg.groups),
+            {n: s.frame for n, s in data.splits.items()},
+            {n: s.y for n, s in data.splits.items()},
+            probs,
+            op.get("threshold"),
+            cfg.seed,
+        )
     record["overfitting_gap"] = overfitting_gap(record["history"])
     record["status"] = "complete"
     record["finished"] = now()
