@@ -234,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="run tasks x methods x option values x seeds, then summarise")
-    p.add_argument("--tasks", default="ham7", help="comma-separated task names")
-    p.add_argument("--methods", default="erm", help="comma-separated method names")
+    p.add_argument("--tasks", help="comma-separated task names (default ham7, or the preset's)")
+    p.add_argument("--methods", help="comma-separated method names (default erm, or the preset's)")
+    p.add_argument("--preset", help="a named sweep (`dermbench list sweeps`), e.g. ablation004")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="values to sweep (repeatable)")
     p.add_argument("--summary-csv", help="also write the summary table as CSV")

@@ -28,6 +28,7 @@ KINDS = (
     "explainers",
     "metrics",
     "methods",
+    "sweeps",
 )
 
 
@@ -129,6 +130,23 @@ class Method:
             "posthoc": [p.to_dict() for p in self.posthoc],
             "profiles": {k: dict(v) for k, v in self.profiles.items()},
         }
+
+
+@dataclass(frozen=True)
+class SweepPreset:
+    """A named sweep: which tasks, methods and grid, and which metric columns its table shows.
+
+    ``dermbench sweep --preset NAME`` runs it; flags given on the command line win.
+    """
+
+    name: str
+    summary: str
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    grid: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()
+    paper: str | None = None
+    plugin: str = ""
 
 
 # --- contexts handed to factories -----------------------------------------------------------

@@ -116,6 +116,11 @@ def dermbench_register_methods(register: Any) -> None:
     """Register methods: ``register(dermbench.components.Method(...))``, a recipe of components."""
 
 
+@hookspec
+def dermbench_register_sweeps(register: Any) -> None:
+    """Register sweep presets: ``register(dermbench.components.SweepPreset(...))``."""
+
+
 # --- lifecycle hooks: observe only ---------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import argparse
 import itertools
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dermbench.errors import DermbenchError
@@ -38,37 +38,44 @@ def _as_settings(point: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def summarise(records: list[dict], point_of: dict[str, dict[str, str]]) -> tuple[list[str], list[list[str]]]:
-    """Mean +- std over seeds per (task, method, grid point)."""
+DEFAULT_COLUMNS = ("macro_f1", "balanced_accuracy")
+
+
+def _cell(values: list[Any]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "undef"
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
+
+
+def summarise(
+    records: list[dict],
+    point_of: dict[str, dict[str, str]],
+    columns: Sequence[str] = (),
+    method_order: Sequence[str] = (),
+) -> tuple[list[str], list[list[str]]]:
+    """Mean +- std over seeds of test metrics per (task, method, grid point).
+
+    The task's primary metric comes first, then ``columns`` (dotted paths into the test
+    metrics, e.g. ``operating_point.fn``), or macro-F1 and balanced accuracy by default.
+    """
     cells: dict[tuple, list[dict]] = {}
     for r in records:
         key = (r["task"]["name"], r["method"]["name"], tuple(sorted(point_of[r["run_id"]].items())))
         cells.setdefault(key, []).append(r)
-    header = [
-        "task",
-        "method",
-        "setting",
-        "seeds",
-        "primary metric",
-        "test primary",
-        "test macro-F1",
-        "test bal. acc",
-    ]
+    rank = {m: i for i, m in enumerate(method_order)}
+    primary = records[0]["task"]["primary_metric"] if records else "macro_f1"
+    cols = list(dict.fromkeys([primary, *(columns or DEFAULT_COLUMNS)]))
+    header = ["task", "method", "setting", "seeds", *cols]
     rows = []
-    for (task, method, point), rs in sorted(cells.items()):
-        primary = rs[0]["task"]["primary_metric"]
-        cols = []
-        for metric in (primary, "macro_f1", "balanced_accuracy"):
-            vals = [resolve_metric(r["metrics"]["test"], metric) for r in rs]
-            vals = [v for v in vals if v is not None]
-            if not vals:
-                cols.append("undef")
-            elif len(vals) == 1:
-                cols.append(fmt(vals[0]))
-            else:
-                cols.append(f"{statistics.mean(vals):.4f} +- {statistics.stdev(vals):.4f}")
+    for (task, method, point), rs in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], rank.get(kv[0][1], 99), kv[0])
+    ):
+        values = [_cell([resolve_metric(r["metrics"]["test"], c) for r in rs]) for c in cols]
         setting = ", ".join(f"{k}={v}" for k, v in point) or "-"
-        rows.append([task, method, setting, str(len(rs)), primary, *cols])
+        rows.append([task, method, setting, str(len(rs)), *values])
     return header, rows
 
 
@@ -78,7 +85,13 @@ def run_sweep(
     from dermbench.plugins import get_plugins
     from dermbench.run import execute
 
-    tasks, methods = _split_list(args.tasks), _split_list(args.methods)
+    preset = None
+    if getattr(args, "preset", None):
+        preset = get_plugins().registries.sweeps.get(args.preset)
+        grid = {**{k: list(v) for k, v in preset.grid.items()}, **grid}
+        log(f"preset {preset.name}: {preset.summary}")
+    tasks = _split_list(args.tasks) if args.tasks else list(preset.tasks if preset else ["ham7"])
+    methods = _split_list(args.methods) if args.methods else list(preset.methods if preset else ["erm"])
     try:
         seeds = [int(s) for s in _split_list(args.seeds)]
     except ValueError:
@@ -106,7 +119,9 @@ def run_sweep(
         records.append(record)
         point_of[record["run_id"]] = point
     if records:
-        header, rows = summarise(records, point_of)
+        header, rows = summarise(
+            records, point_of, preset.columns if preset else (), preset.methods if preset else ()
+        )
         log("\n" + table(rows, header))
         if args.summary_csv:
             import csv

@@ -20,7 +20,7 @@ under early stopping on validation loss with patience 7, rotations up to +-30 de
 
 from __future__ import annotations
 
-from dermbench.components import Method, Ref, StageRecipe
+from dermbench.components import Method, Ref, StageRecipe, SweepPreset
 from dermbench.hookspecs import hookimpl
 
 PAPER = (
@@ -61,7 +61,8 @@ def _stage(*, dlr: bool, smoothing: bool) -> StageRecipe:
     )
 
 
-def _method(name: str, summary: str, stage: StageRecipe, **paper_extra: object) -> Method:
+def _method(name: str, summary: str, stage: StageRecipe, **always: object) -> Method:
+    """``always``: settings that make the method what it is (the ensemble), under every profile."""
     return Method(
         name=name,
         summary=summary,
@@ -69,8 +70,10 @@ def _method(name: str, summary: str, stage: StageRecipe, **paper_extra: object) 
         paper=PAPER,
         notes=NOTES,
         profiles={
-            "paper": {**PAPER_PROFILE, **paper_extra},
-            "uniform": {"select": "val_loss", "early_stopping": 7},
+            "paper": {**PAPER_PROFILE, **always},
+            "uniform": {"select": "val_loss", "early_stopping": 7, **always},
+            "quick": dict(always),
+            "smoke": dict(always),
         },
     )
 
@@ -105,3 +108,28 @@ METHODS = (
 def dermbench_register_methods(register):
     for method in METHODS:
         register(method)
+
+
+ABLATION = SweepPreset(
+    name="ablation004",
+    summary="The ablation ladder of Rumale et al. (Table 4) on the binary task",
+    tasks=("binary",),
+    methods=tuple(m.name for m in METHODS),
+    columns=(
+        "macro_auc",
+        "per_class.malignant.recall",
+        "per_class.malignant.f1",
+        "operating_point.threshold",
+        "operating_point.recall",
+        "operating_point.precision",
+        "operating_point.f1",
+        "operating_point.fn",
+        "operating_point.fp",
+    ),
+    paper=PAPER,
+)
+
+
+@hookimpl
+def dermbench_register_sweeps(register):
+    register(ABLATION)

@@ -38,3 +38,38 @@ def test_full_pipeline_runs_on_the_tiny_task(dermbench_run):
     assert record["status"] == "complete"
     assert len(record["history"]) == 2
     assert record["method"]["plugin"] == "recall"
+
+
+def test_ablation_preset_produces_the_ladder_table(tmp_path, capsys, monkeypatch):
+    from dermbench import plugins
+    from dermbench.cli import main
+
+    monkeypatch.setattr(plugins, "_cached", plugins.load_plugins(extra=[("recall-inline", _no_op())]))
+    args = [
+        "sweep",
+        "--preset",
+        "ablation004",
+        "--profile",
+        "smoke",
+        "--model",
+        "tinycnn",
+        "--synthetic-n",
+        "300",
+    ]
+    args += ["--quiet", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("operating_point.fn") :].splitlines()
+    methods = [line.split()[1] for line in table[2:] if line.startswith("binary")]
+    assert methods == ["recall_baseline", "recall_dlr", "recall_ls", "recall_resnet"]
+    import json
+
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("record.json")]
+    full = next(r for r in records if r["method"]["name"] == "recall_resnet")
+    assert full["config"]["ensemble"] == "cv3" and full["config"]["tta"] == "flips"
+
+
+def _no_op():
+    import types
+
+    return types.SimpleNamespace(__name__="nothing")
