@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    install dermbench and run the main job on the embedded synthetic sample
+#   make run    install dermbench and its plugins, then run the main job on the embedded synthetic sample
 #   make test   install dermbench, every first-party plugin and the test tools, then run all tests
 PY ?= python3
 VENV ?= .venv
@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 run: install
-	$(BIN)/dermbench run --task ham7 --method erm
+	$(BIN)/dermbench run --task ham7 --method lmf
 
 lint: install-test
 	$(BIN)/ruff check .
