@@ -5,7 +5,19 @@ per comparable group of runs) and a page per method; ``build_report(run_dir, out
 same page for one run. See docs/leaderboard.md.
 """
 
-from dermbench.leaderboard.build import build_site
-from dermbench.leaderboard.report import build_report
+from typing import Any
 
 __all__ = ["build_report", "build_site"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import lazily: the CLI adds these commands without paying for matplotlib at start-up."""
+    if name == "build_site":
+        from dermbench.leaderboard.build import build_site
+
+        return build_site
+    if name == "build_report":
+        from dermbench.leaderboard.report import build_report
+
+        return build_report
+    raise AttributeError(name)
