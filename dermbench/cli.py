@@ -222,8 +222,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other dermbench error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dermbench", description="Benchmark dermatology image classifiers.")
+    parser = Parser(prog="dermbench", description="Benchmark dermatology image classifiers.")
     parser.add_argument("--version", action="version", version=f"dermbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -33,10 +33,21 @@ def test_real_ham10000_run(shared_data, work, task):
     assert record["status"] == "complete" and record["data"]["synthetic"] is False
     frames = _frames(work, record)
     meta = pd.read_csv(ham / "HAM10000_metadata.csv").set_index("image_id")
-    lesions = {s: set(meta.loc[f["image_id"], "lesion_id"]) for s, f in frames.items()}
+    # the training split is not saved as predictions: rebuild it and tie it to the record
+    from dermbench.data.splits import make_splits, split_fingerprint
+    from dermbench.data.tasking import apply_task
+    from dermbench.plugins import load_plugins
+
+    reg = load_plugins(autoload=False).registries
+    frame, _ = apply_task(reg.datasets.get("ham10000").build({}, str(ham)), reg.tasks.get(task))
+    idx = make_splits(frame, seed=record["config"]["split_seed"])
+    for split in ("train", "val", "test"):
+        assert split_fingerprint(frame, idx[split]) == record["data"]["splits"][split]["fingerprint"]
+    assert set(frame["image_id"].iloc[idx["test"]]) == set(frames["test"]["image_id"])
+    lesions = {s: set(meta.loc[frame["image_id"].iloc[i], "lesion_id"]) for s, i in idx.items()}
     assert not lesions["train"] & lesions["val"] and not lesions["train"] & lesions["test"]
     assert not lesions["val"] & lesions["test"]
-    assert sum(len(f) for f in frames.values()) == 10015
+    assert sum(s["n"] for k, s in record["data"]["splits"].items()) == 10015
     classes = record["task"]["classes"]
     for split, df in frames.items():
         probs = df[[f"p_{c}" for c in classes]].to_numpy()
