@@ -83,15 +83,18 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def to_float01(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC on the host -> float NCHW in [0, 1] on the device."""
+    return batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+
+
+def to_model_layout(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
+
+
 def to_input(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
     """uint8 NHWC on the host -> normalised float NCHW on the device (channels_last on CUDA)."""
-    x = batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    x = (x - mean) / std
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return to_model_layout(normalise(to_float01(batch_uint8, device)))
 
 
 def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
@@ -289,10 +292,9 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
             idx = torch.as_tensor(order[start : start + cfg.batch_size])
             if len(idx) < 2 and len(order) > 1:
                 continue  # a batch of one breaks batch norm; its image is seen again next epoch
-            x = ctx.train.images[idx].to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
-            x = normalise(augment(x, cfg.augment, gen))
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = to_model_layout(
+                normalise(augment(to_float01(ctx.train.images[idx], device), cfg.augment, gen))
+            )
             y = torch.as_tensor(ctx.train.y[idx.numpy()], device=device)
             with autocast(device):
                 logits = model(x)
