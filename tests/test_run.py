@@ -208,3 +208,17 @@ def test_cli_run_prints_the_table_and_record_path_and_survives_sigkill(tmp_path)
     assert "macro_f1" in resumed.stdout and "record.json" in resumed.stdout
     assert "SYNTHETIC" in resumed.stdout
     assert read_record(record_path)["status"] == "complete"
+
+
+def test_manifest_with_an_unknown_label_names_the_row(tmp_path):
+    from PIL import Image
+
+    from dermbench.errors import DataError
+
+    rows = []
+    for i in range(12):
+        Image.new("RGB", (16, 16), (i * 10, 80, 90)).save(tmp_path / f"i{i}.png")
+        rows.append({"image": f"i{i}.png", "label": "common" if i != 5 else "comon"})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    with pytest.raises(DataError, match=r"m.csv: .*unknown label 'comon' for task 'tiny3'"):
+        run_tiny(tmp_path, data={"manifest": str(tmp_path / "m.csv")})
