@@ -38,6 +38,17 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
         f"data {datasets}{'  (SYNTHETIC sample: not a real-data result)' if data['synthetic'] else ''}  "
         f"image size {data['image_size']}  model {record['config']['model']} init {record['config']['init']}",
     ]
+    for d in data["datasets"]:
+        if d.get("dropped_unmapped"):
+            n = sum(d["dropped_unmapped"].values())
+            labels = ", ".join(f"{k} {v}" for k, v in d["dropped_unmapped"].items())
+            parts.append(
+                f"{d['name']}: {n} images dropped, their labels have no mapping in this task ({labels})"
+            )
+        if d.get("skipped_images"):
+            parts.append(
+                f"{d['name']}: {len(d['skipped_images'])} unreadable images skipped (listed in the record)"
+            )
     splits = list(record.get("metrics", {}))
     if splits:
         rows = [[name, *[fmt(record["metrics"][s].get(name)) for s in splits]] for name in OVERALL]
