@@ -95,3 +95,22 @@ def test_dermai13_from_a_csv_manifest_of_real_images(shared_data, work):
     assert counts["SLent"] == 0 and counts["Nev"] > 0
     assert record["metrics"]["test"]["per_class"]["SLent"]["recall"] is None
     assert np.isfinite(record["metrics"]["test"]["macro_f1"])
+
+
+def test_external_test_set_is_scored_with_the_validation_threshold(shared_data, work):
+    record = run_tiny(
+        work,
+        task="binary",
+        data={"ham10000": str(shared_data / "ham10000")},
+        test_data={"fitzpatrick17k": str(shared_data / "fitzpatrick17k")},
+        **FAST,
+    )
+    ext = record["metrics"]["external:fitzpatrick17k"]
+    assert ext["n"] == record["data"]["splits"]["external:fitzpatrick17k"]["n"] > 1000
+    assert ext["operating_point"]["threshold"] == record["metrics"]["val"]["operating_point"]["threshold"]
+    frames = _frames(work, record)
+    ext_frame = frames["external:fitzpatrick17k"]
+    y = ext_frame["label"].to_numpy()
+    assert ext["macro_auc"] == pytest.approx(roc_auc_score(y, ext_frame["p_malignant"]))
+    roles = {d["name"]: d["role"] for d in record["data"]["datasets"]}
+    assert roles == {"ham10000": "train", "fitzpatrick17k": "external-test"}
