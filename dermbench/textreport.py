@@ -70,6 +70,7 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
                 for c, v in per_class.items()
             ]
             parts += ["", "test, per class:", table(rows, ["class", "precision", "recall", "F1", "support"])]
+    parts += format_fairness(record)
     gap = (record.get("overfitting_gap") or {}).get("final")
     if gap:
         parts.append(
@@ -80,3 +81,32 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
     if run_dir:
         parts.append(f"record: {run_dir}/record.json")
     return "\n".join(parts)
+
+
+def _ci(gap: dict) -> str:
+    if gap.get("value") is None:
+        return "undef"
+    if gap.get("low") is None:
+        return fmt(gap["value"])
+    return f"{gap['value']:.4f} [{gap['low']:.4f}, {gap['high']:.4f}]"
+
+
+def format_fairness(record: dict, split: str = "test") -> list[str]:
+    """Per-group table and between-group gaps (95% bootstrap intervals) of the subgroup audit."""
+    fairness = record.get("fairness")
+    if not fairness or split not in fairness.get("splits", {}):
+        return []
+    audit = fairness["splits"][split]
+    parts = [
+        f"\nsubgroup audit, {split}, positive class {fairness['positive_class']} at threshold {fmt(fairness['threshold'])}:"
+    ]
+    metrics = ("auc", "recall", "precision", "f1", "fnr")
+    for name, grouping in audit["groupings"].items():
+        rows = [
+            [g["group"], str(g["n"]), str(g["positives"]), *[fmt(g.get(m)) for m in metrics]]
+            for g in grouping["groups"]
+        ]
+        parts += ["", table(rows, [name, "n", "positives", *metrics])]
+        gaps = grouping.get("gaps", {})
+        parts.append("gap (max - min): " + "; ".join(f"{m} {_ci(gaps[m])}" for m in metrics if m in gaps))
+    return parts
