@@ -201,8 +201,9 @@ def execute(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    data = prepare_data(cfg, task, reg, progress=progress)
     device = pick_device(cfg.device)
+    _build_model(cfg, task, reg)  # fail on a bad model, option or weights before decoding any image
+    data = prepare_data(cfg, task, reg, progress=progress)
     record: dict[str, Any] = {
         "schema": "dermbench.run/1",
         "run_id": cfg.run_id,
@@ -379,14 +380,7 @@ def train_model(
     seed = cfg.seed if fold is None else cfg.seed * 100 + fold
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
-    from dermbench.builtin.models import build_model
-
-    model = build_model(
-        cfg.model,
-        ModelContext(num_classes=task.num_classes, image_size=cfg.image_size, init=cfg.init),
-        reg.models,
-        cfg.component_options("model"),
-    ).to(device)
+    model = _build_model(cfg, task, reg).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
@@ -432,6 +426,13 @@ def train_model(
         if best.exists():
             model.load_state_dict(torch.load(best, map_location=device, weights_only=True)["model"])
     return model, best_epoch
+
+
+def _build_model(cfg: RunConfig, task: Task, reg: Any) -> torch.nn.Module:
+    from dermbench.builtin.models import build_model
+
+    ctx = ModelContext(num_classes=task.num_classes, image_size=cfg.image_size, init=cfg.init)
+    return build_model(cfg.model, ctx, reg.models, cfg.component_options("model"))
 
 
 def predict_probs(
