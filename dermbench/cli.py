@@ -32,6 +32,7 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("--select", {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy"}),
     ("--augment", {"help": "none | flips | standard"}),
+    ("--sampler", {"help": "training sampler, e.g. balanced (default: the method's, else shuffling)"}),
     ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),
     ("--ensemble", {"help": "none | cvK: K-fold cross-validation ensemble over train + val (e.g. cv3)"}),
     ("--tta", {"help": "test-time augmentation: none | flips | flips_rot90"}),
@@ -208,7 +209,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from dermbench.explain_run import explain_run
 
-    record = explain_run(args.run, n=args.n, split=args.split, progress=not args.quiet)
+    record = explain_run(
+        args.run, n=args.n, split=args.split, progress=not args.quiet, explainer=args.explainer
+    )
     fns = (record.get("error_analysis") or {}).get("false_negatives")
     if fns is not None:
         print(f"{len(fns)} false negatives at threshold {record['error_analysis']['threshold']}:")
@@ -259,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder")
     p.add_argument("--n", type=int, default=8, help="overlays per category (tp, fp, fn, tn)")
     p.add_argument("--split", default="test", help="split to explain (default test)")
+    p.add_argument("--explainer", default="gradcampp", help="a registered explainer (default gradcampp)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_explain)
 

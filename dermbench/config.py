@@ -63,6 +63,7 @@ class RunConfig:
     early_stopping: int | None = None  # patience in epochs on the selection metric
     select: str = "last"  # checkpoint scored: last | val_macro_f1 | val_loss | val_accuracy
     augment: str = "flips"  # none | flips | standard
+    sampler: str = ""  # a registered sampler (e.g. balanced); empty: the method's, else shuffling
     synthetic_n: int = 1500
     ensemble: str = "none"  # none | cvK: K models from lesion-grouped K-fold CV over train + val
     tta: str = "none"  # none | flips | flips_rot90: test-time augmentation averaged per image

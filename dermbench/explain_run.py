@@ -42,10 +42,15 @@ def _categories(preds: pd.DataFrame, record: dict, split: str) -> tuple[pd.Serie
 
 
 def explain_run(
-    run_dir: str | Path, n: int = 8, split: str = "test", progress: bool = True, log: Any = print
+    run_dir: str | Path,
+    n: int = 8,
+    split: str = "test",
+    progress: bool = True,
+    log: Any = print,
+    explainer: str = "gradcampp",
+    explainer_options: dict[str, Any] | None = None,
 ) -> dict:
     from dermbench.builtin.models import build_model
-    from dermbench.explain import explain_images
     from dermbench.plugins import get_plugins
     from dermbench.run import prepare_data
     from dermbench.tasks import resolve_task
@@ -86,6 +91,7 @@ def explain_run(
     )
     model.load_state_dict(torch.load(run_dir / models[0], map_location="cpu", weights_only=True)["model"])
     model.eval()
+    explain = reg.explainers.get(explainer).build(explainer_options or {})
 
     category, positive, targets = _categories(preds, record, split)
     p_pos = (
@@ -100,9 +106,7 @@ def explain_run(
         if not rows:
             continue
         names = [str(preds.loc[r, "image_id"]).replace("/", "_").replace(":", "_") for r in rows]
-        paths = explain_images(
-            model, images[rows], [int(targets[r]) for r in rows], run_dir / "cams" / cat, names
-        )
+        paths = explain(model, images[rows], [int(targets[r]) for r in rows], run_dir / "cams" / cat, names)
         for r, path in zip(rows, paths, strict=True):
             cams.append(
                 {

@@ -34,6 +34,8 @@ BUILTIN_MODULES = (
     "dermbench.builtin.optim",
     "dermbench.builtin.stages",
     "dermbench.builtin.posthoc",
+    "dermbench.builtin.samplers",
+    "dermbench.builtin.explainers",
     "dermbench.builtin.methods",
 )
 

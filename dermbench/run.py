@@ -441,13 +441,14 @@ def predict_probs(
     """Softmax probabilities, averaged over test-time augmentations when ``cfg.tta`` asks."""
     if cfg.tta == "none":
         return torch.softmax(predict_logits(model, images, cfg.batch_size * 2, device), dim=1).numpy()
-    from dermbench.tta import tta_predict
+    from dermbench.plugins import get_plugins
 
+    predict = get_plugins().registries.predictors.get("tta").build({"mode": cfg.tta})
     model.eval()
     out = []
     for start in range(0, len(images), cfg.batch_size):
         x = to_input(images[start : start + cfg.batch_size], device)
-        out.append(np.asarray(tta_predict(model, x, mode=cfg.tta, batch_size=cfg.batch_size)))
+        out.append(np.asarray(predict(model, x, cfg.batch_size)))
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 

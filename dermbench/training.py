@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import nn
 
-from dermbench.components import LossContext, OptimContext, StageRecipe
+from dermbench.components import LossContext, OptimContext, Ref, StageRecipe
 from dermbench.config import RunConfig
 from dermbench.errors import ConfigError
 from dermbench.tasks import Task
@@ -257,9 +257,10 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
             {**recipe.scheduler.options, **cfg.component_options("scheduler")}, optimizer, octx
         )
     sampler = None
-    if recipe.sampler is not None:
-        sampler = reg.samplers.get(recipe.sampler.name).build(
-            {**recipe.sampler.options, **cfg.component_options("sampler")}, ctx.train.y, octx
+    sampler_ref = Ref(cfg.sampler) if cfg.sampler else recipe.sampler
+    if sampler_ref is not None:
+        sampler = reg.samplers.get(sampler_ref.name).build(
+            {**sampler_ref.options, **cfg.component_options("sampler")}, ctx.train.y, octx
         )
 
     start_epoch, best, best_epoch, bad_epochs = 1, None, None, 0
