@@ -108,7 +108,11 @@ def dermbench_register_explainers(register: Any) -> None:
 
 @hookspec
 def dermbench_register_metrics(register: Any) -> None:
-    """Register extra metrics: ``factory(options, ctx) -> callable(y_true, probs, frame) -> dict``."""
+    """Register extra metrics: ``factory(options, task) -> callable(y_true, probs, frame) -> value``.
+
+    Every registered metric is computed on every scored split and stored under
+    ``metrics.<split>.extra.<name>``; one that raises is recorded as undefined with the error.
+    """
 
 
 @hookspec

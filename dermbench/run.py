@@ -475,6 +475,7 @@ def score(
         val = data.splits["val"]
         step.fit(val.y, probs["val"], val.frame)
         steps.append((getattr(step, "key", ref.name), step))
+    extra_metrics = [(c.name, c.build({}, task)) for c in reg.metrics]
     metrics: dict[str, Any] = {}
     predictions: dict[str, str] = {}
     pred_dir = run_dir / "predictions"
@@ -485,6 +486,12 @@ def score(
             m[key] = step.apply(split.y, probs[name], split.frame)
             for metric, reason in ((m[key] or {}).get("undefined") or {}).items():
                 m.setdefault("undefined", {})[f"{key}.{metric}"] = reason
+        for metric_name, fn in extra_metrics:  # plugins' metrics, under "extra"
+            try:
+                m.setdefault("extra", {})[metric_name] = fn(split.y, probs[name], split.frame)
+            except Exception as exc:  # a plugin's metric must not lose the run
+                m.setdefault("extra", {})[metric_name] = None
+                m.setdefault("undefined", {})[f"extra.{metric_name}"] = f"{type(exc).__name__}: {exc}"
         metrics[name] = m
         if name == "train":
             continue  # training-split metrics are kept; its predictions are not worth the disk

@@ -222,3 +222,22 @@ def test_manifest_with_an_unknown_label_names_the_row(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
     with pytest.raises(DataError, match=r"m.csv: .*unknown label 'comon' for task 'tiny3'"):
         run_tiny(tmp_path, data={"manifest": str(tmp_path / "m.csv")})
+
+
+def test_a_plugins_metric_is_computed_on_every_split_and_a_failing_one_is_undefined(tmp_path):
+    from dermbench.components import Component
+
+    @hookimpl
+    def dermbench_register_metrics(register):
+        register(
+            Component("mean_p0", lambda o, task: lambda y, p, frame: float(p[:, 0].mean()), "mean p(first)")
+        )
+        register(Component("broken", lambda o, task: lambda y, p, frame: 1 / 0, "always fails"))
+
+    plugin = types.SimpleNamespace(dermbench_register_metrics=dermbench_register_metrics, __name__="m")
+    record = run_tiny(tmp_path, plugins=[("metrics-plugin", plugin)], **SMALL, epochs=1)
+    run_dir = _run_dir(tmp_path, record)
+    _, p = _probs(run_dir, record, "test")
+    assert record["metrics"]["test"]["extra"]["mean_p0"] == pytest.approx(p[:, 0].mean(), abs=1e-6)
+    assert record["metrics"]["test"]["extra"]["broken"] is None
+    assert "ZeroDivisionError" in record["metrics"]["test"]["undefined"]["extra.broken"]
