@@ -41,6 +41,19 @@ def _categories(preds: pd.DataFrame, record: dict, split: str) -> tuple[pd.Serie
     return pd.Series(cat, index=preds.index), -1, pred
 
 
+def _scored_checkpoint(run_dir: Path, record: dict) -> list[str]:
+    """The scored model of a run whose record names none: its best or last training checkpoint."""
+    ckpt = run_dir / "checkpoints"
+    stages = len(record["method"]["recipe"]["stages"])
+    best = ckpt / f"best-{stages - 1}.pt"
+    if record["config"].get("ensemble", "none") == "none":
+        if record["config"]["select"] != "last" and best.is_file():
+            return [str(best.relative_to(run_dir))]
+        if record["config"]["select"] == "last" and (ckpt / "last.pt").is_file():
+            return [str((ckpt / "last.pt").relative_to(run_dir))]
+    raise DermbenchError(f"{run_dir}: no saved model to explain (checkpoints/ is missing or incomplete)")
+
+
 def explain_run(
     run_dir: str | Path,
     n: int = 8,
@@ -78,11 +91,7 @@ def explain_run(
             )
     images = data.splits[split].images.numpy()
     preds = pd.read_csv(run_dir / record["predictions"][split])
-    models = record.get("artifacts", {}).get("models") or []
-    if not models:
-        raise DermbenchError(
-            f"{run_dir}: the record names no saved model (runs before dermbench 0.1 kept none)"
-        )
+    models = record.get("artifacts", {}).get("models") or _scored_checkpoint(run_dir, record)
     model = build_model(
         cfg.model,
         ModelContext(task.num_classes, cfg.image_size, "random"),
