@@ -173,3 +173,30 @@ def test_real_dermamnist_uses_the_official_split(shared_data: Path) -> None:
     s = make_splits(frame, seed=0)
     assert {k: len(v) for k, v in s.items()} == {"train": 7007, "val": 1003, "test": 2005}
     check_splits(frame, s, TASKS["ham7"].classes)
+
+
+def test_group_size_does_not_decide_the_split():
+    """Regression: ordering groups by size sent nearly every multi-image lesion to train."""
+    from dermbench.data.splits import grouped_assignment
+
+    rng = np.random.default_rng(0)
+    sizes = np.where(rng.random(3000) < 0.3, 4, 1)
+    groups = np.repeat(np.arange(len(sizes)), sizes)
+    y = np.repeat(rng.integers(0, 3, len(sizes)), sizes)
+    part = grouped_assignment(y, groups, (0.7, 0.15, 0.15), seed=0)
+    multi = np.repeat(sizes > 1, sizes)
+    shares = [multi[part == p].mean() for p in range(3)]
+    assert max(shares) - min(shares) < 0.05, shares
+
+
+def test_real_ham10000_splits_share_multi_image_lesions_alike(shared_data):
+    from dermbench.data.adapters import Ham10000Options, load_ham10000
+    from dermbench.data.tasking import apply_task
+    from dermbench.plugins import load_plugins
+
+    task = load_plugins(autoload=False).registries.tasks.get("ham7")
+    frame, _ = apply_task(load_ham10000(Ham10000Options(), str(shared_data / "ham10000")), task)
+    multi = (frame.groupby("group")["image_id"].transform("count") > 1).to_numpy()
+    idx = make_splits(frame, seed=0)
+    shares = [multi[idx[s]].mean() for s in ("train", "val", "test")]
+    assert max(shares) - min(shares) < 0.05, shares

@@ -53,7 +53,9 @@ def grouped_assignment(
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(len(codes))
     rarest = np.where(counts > 0, total[None, :], np.inf).min(axis=1)
-    order = shuffled[np.lexsort((-counts.sum(axis=1)[shuffled], rarest[shuffled]))]
+    # rare classes first, and otherwise a random order: never by group size, or the big lesions
+    # (several images each, often from one source) would pile up in the largest part
+    order = shuffled[np.argsort(rarest[shuffled], kind="stable")]
     # a class with a group for every part first gets one group in each (then an empty split
     # cannot come from the greedy preferring the big part for a class of a few lesions)
     spread = (counts > 0).sum(axis=0) >= (frac > 0).sum()
