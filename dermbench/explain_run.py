@@ -64,8 +64,8 @@ def explain_run(
     explainer_options: dict[str, Any] | None = None,
 ) -> dict:
     from dermbench.builtin.models import build_model
+    from dermbench.data.prepare import prepare_data
     from dermbench.plugins import get_plugins
-    from dermbench.run import prepare_data
     from dermbench.tasks import resolve_task
 
     run_dir = Path(run_dir)

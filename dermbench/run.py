@@ -8,7 +8,6 @@ most the epoch in progress and ``--resume`` picks up from the last checkpoint.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,11 @@ import pandas as pd
 import torch
 
 from dermbench import __version__
-from dermbench.audit import SKIN_TONE_SCHEMES, audit_run, ita_column
+from dermbench.audit import audit_run
 from dermbench.components import ModelContext
 from dermbench.config import RunConfig
-from dermbench.data.cache import default_cache_dir, load_images
-from dermbench.data.splits import check_splits, kfold_splits, make_splits, split_fingerprint
-from dermbench.data.tasking import apply_task
+from dermbench.data.prepare import PreparedData, describe_split, prepare_data
+from dermbench.data.splits import kfold_splits
 from dermbench.errors import ConfigError
 from dermbench.metrics import classification_report, overfitting_gap
 from dermbench.plugins import Plugins
@@ -31,122 +29,6 @@ from dermbench.tasks import Task, resolve_task
 from dermbench.training import SplitData, StageContext, pick_device, predict_logits, to_input
 
 META_COLUMNS = ("skin_type", "ita", "ita_true", "sex", "age", "localization", "dataset")
-
-
-@dataclass
-class PreparedData:
-    splits: dict[str, SplitData]
-    info: dict[str, Any]
-    synthetic: bool
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def cache_dir_for(cfg: RunConfig) -> Path:
-    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-
-
-def _load_source(
-    name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, progress: bool
-) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], bool]:
-    comp = registries.datasets.get(name)
-    opts = cfg.component_options(f"data.{name}")
-    if path is None:
-        opts = {
-            "label_source": task.synthetic_source,
-            "priors": dict(task.synthetic_priors) or None,
-            "n": cfg.synthetic_n,
-            **opts,
-        }
-    records = comp.build(opts, path)
-    frame, dropped = apply_task(records, task)
-    images, kept_rows, skipped = load_images(
-        records,
-        frame["row"].to_numpy(),
-        cfg.image_size,
-        cache_dir_for(cfg),
-        skip_bad=cfg.skip_bad_images,
-        progress=progress,
-    )
-    frame = frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True)
-    frame["dataset"] = name
-    if any(g in SKIN_TONE_SCHEMES for g in cfg.groups):
-        if "ita" in frame.columns:  # a generator's true tone, kept apart from the measured one
-            frame = frame.rename(columns={"ita": "ita_true"})
-        frame["ita"] = ita_column(
-            np.asarray(images), f"{records.identity}|{cfg.image_size}|{len(frame)}", cache_dir_for(cfg)
-        )
-    info = {
-        "name": name,
-        "path": path,
-        "n_records": len(records),
-        "n_used": len(frame),
-        "label_source": records.label_source,
-        "dropped_unmapped": dropped,
-        "skipped_images": skipped,
-        "synthetic": records.synthetic,
-    }
-    return frame, np.asarray(images), info, records.synthetic
-
-
-def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = True) -> PreparedData:
-    sources: dict[str, str | None] = dict(cfg.data) if cfg.data else {"synthetic": None}
-    frames, arrays, infos, synthetic = [], [], [], False
-    for name, path in sources.items():
-        frame, images, info, synth = _load_source(name, path, cfg, task, registries, progress)
-        info["role"] = "train"
-        frames.append(frame)
-        arrays.append(images)
-        infos.append(info)
-        synthetic |= synth
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if len(frames) > 1:  # ids and groups from different sources must not collide
-        frame["image_id"] = frame["dataset"] + ":" + frame["image_id"].astype(str)
-        frame["group"] = frame["dataset"] + ":" + frame["group"].astype(str)
-    images = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    if len(frame) == 0:
-        raise ConfigError(
-            f"no images left for task {task.name!r} after mapping labels: check --data and the task"
-        )
-    idx = make_splits(frame, seed=cfg.split_seed)
-    check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
-    official = "split" in frame.columns and frame["split"].notna().all()
-    splits = {name: _split(name, frame, images, pos) for name, pos in idx.items()}
-    for name, path in cfg.test_data.items():
-        ext_frame, ext_images, info, synth = _load_source(name, path, cfg, task, registries, progress)
-        info["role"] = "external-test"
-        infos.append(info)
-        synthetic |= synth
-        key = f"external:{name}"
-        splits[key] = _split(key, ext_frame, ext_images, np.arange(len(ext_frame)))
-    info = {
-        "synthetic": synthetic,
-        "image_size": cfg.image_size,
-        "datasets": infos,
-        "split_protocol": "official"
-        if official
-        else f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}",
-        "splits": {name: describe_split(s, task) for name, s in splits.items()},
-    }
-    return PreparedData(splits=splits, info=info, synthetic=synthetic)
-
-
-def describe_split(s: SplitData, task: Task) -> dict[str, Any]:
-    counts = np.bincount(s.y, minlength=task.num_classes).tolist()
-    return {
-        "n": len(s),
-        "fingerprint": split_fingerprint(s.frame, np.arange(len(s.frame))),
-        "class_counts": dict(zip(task.classes, counts, strict=True)),
-    }
-
-
-def _split(name: str, frame: pd.DataFrame, images: np.ndarray, pos: np.ndarray) -> SplitData:
-    sub = frame.iloc[pos].reset_index(drop=True)
-    return SplitData(
-        name=name,
-        images=torch.from_numpy(np.ascontiguousarray(images[pos])),
-        y=sub["y"].to_numpy().astype(np.int64),
-        frame=sub,
-    )
 
 
 def predictions_frame(split: SplitData, probs: np.ndarray, task: Task) -> pd.DataFrame:
