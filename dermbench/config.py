@@ -33,11 +33,11 @@ HARNESS_PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "synthetic_n": 240,
     },
-    "quick": {
+    "quick": {  # about a minute on 2 CPU cores with the synthetic sample
         "model": "resnet18",
         "init": "random",
         "image_size": 64,
-        "epochs": 4,
+        "epochs": 8,
         "batch_size": 32,
         "synthetic_n": 1500,
     },
@@ -56,7 +56,7 @@ class RunConfig:
     model: str = "resnet18"
     init: str = "random"  # imagenet | random | PATH to weights
     image_size: int = 64
-    epochs: int = 4
+    epochs: int = 8
     batch_size: int = 32
     lr: float | None = None  # None: the method's optimizer default
     weight_decay: float | None = None
