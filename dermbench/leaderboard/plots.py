@@ -114,7 +114,7 @@ def learning_curves(series: Sequence[Series], path: Path) -> Path:
             if xs:
                 ax_gap.plot(xs, ys, style, color=c, marker=".", label=f"{_text(s.label)} {key}")
         if n == 0:
-            stages = [r.get("stage") for r in s.history]
+            stages = [(r.get("stage"), r.get("fold")) for r in s.history]  # a new stage or fold
             for i in range(1, len(stages)):
                 if stages[i] != stages[i - 1]:
                     for ax in (ax_loss, ax_acc):
