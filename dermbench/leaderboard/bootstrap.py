@@ -58,7 +58,7 @@ def draw_counts(
     Without ``groups`` a sample is ``rng.integers(0, n, n)``; with ``groups`` (lesion ids) whole
     groups are drawn, ``rng.integers(0, n_groups, n_groups)`` over the sorted distinct ids, so that
     several images of one lesion cannot make an interval look tighter than the number of lesions
-    allows. Both draw what ``dermbench.metrics.bootstrap_ci`` draws for the same seed.
+    allows. Both draw what ``dermbench.bootstrap.bootstrap_ci`` draws for the same seed.
     """
     rng = np.random.default_rng(seed)
     if groups is None:
