@@ -74,7 +74,8 @@ def audit_run(
     n_boot: int = 1000,
 ) -> dict[str, Any]:
     """Audit every scored split except train; recalibrate on validation (ITA groups first)."""
-    from dermbench.fairness import fairness_audit, recalibrate_thresholds, recalibration_report
+    from dermbench.fairness import fairness_audit
+    from dermbench.recalibration import recalibrate_thresholds, recalibration_report
 
     if not task.is_decision_task or threshold is None:
         raise ConfigError(

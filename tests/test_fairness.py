@@ -11,15 +11,17 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 
 from dermbench.errors import ConfigError, DataError
 from dermbench.fairness import (
-    apply_thresholds,
     fairness_audit,
-    recalibrate_thresholds,
-    recalibration_report,
     resample_counts,
-    thresholds_for_rows,
     weighted_auc,
 )
 from dermbench.metrics import choose_threshold, threshold_grid
+from dermbench.recalibration import (
+    apply_thresholds,
+    recalibrate_thresholds,
+    recalibration_report,
+    thresholds_for_rows,
+)
 
 CLASSES = ["nv", "mel", "bcc"]
 POS = 1
