@@ -76,7 +76,7 @@ def explain_run(
         raise DermbenchError(
             f"{run_dir}: no predictions for split {split!r} (has: {', '.join(record['predictions'])})"
         )
-    config = {k: v for k, v in record["config"].items()}
+    config = dict(record["config"])
     config["groups"] = tuple(config.get("groups") or ())
     cfg = build_options(RunConfig, config, where="record config")
     reg = get_plugins().registries

@@ -21,7 +21,7 @@ import pluggy
 
 from dermbench import hookspecs
 from dermbench.components import KINDS
-from dermbench.errors import DermbenchError, PluginError
+from dermbench.errors import DermbenchError
 from dermbench.registry import Registries
 
 GROUP = "dermbench"
@@ -180,9 +180,3 @@ def get_plugins(refresh: bool = False) -> Plugins:
     if _cached is None or refresh:
         _cached = load_plugins()
     return _cached
-
-
-def require_ok(plugins: Plugins) -> None:
-    """Raise for the first failed plugin (used by ``--strict-plugins``)."""
-    for p in plugins.failures:
-        raise PluginError(f"plugin {p.name!r} ({p.module}): {p.error}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from dermbench.errors import DermbenchError
+from dermbench.errors import DataError
 
 SCHEMA = "dermbench.run/1"
 RECORD_NAME = "record.json"
@@ -70,18 +70,19 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def read_record(path: str | Path) -> dict:
-    """A record from a run dir or a record.json path."""
+    """A record from a run dir or a record.json path; a clear DataError for anything else."""
     p = Path(path)
     if p.is_dir():
         p = p / RECORD_NAME
     if not p.is_file():
-        raise DermbenchError(f"no run record at {p}")
+        raise DataError(f"no run record at {p}")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise DermbenchError(f"run record {p} is not valid JSON: {exc}") from None
-    if data.get("schema") != SCHEMA:
-        raise DermbenchError(f"{p}: not a dermbench run record (schema {data.get('schema')!r})")
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: not valid JSON: {exc}") from None
+    schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
+    if schema != SCHEMA:
+        raise DataError(f"{p}: not a dermbench run record (schema {schema!r}, expected {SCHEMA!r})")
     return data
 
 
@@ -103,7 +104,3 @@ def environment(device: str, plugin_versions: dict[str, str | None]) -> dict[str
         "packages": package_versions(),
         "plugins": plugin_versions,
     }
-
-
-def find_records(root: str | Path) -> list[Path]:
-    return sorted(Path(root).rglob(RECORD_NAME))

@@ -24,7 +24,7 @@ from dermbench.data.splits import kfold_splits
 from dermbench.errors import ConfigError
 from dermbench.metrics import classification_report, overfitting_gap
 from dermbench.plugins import Plugins
-from dermbench.record import RECORD_NAME, environment, now, read_record, write_json_atomic
+from dermbench.record import RECORD_NAME, SCHEMA, environment, now, read_record, write_json_atomic
 from dermbench.tasks import Task, resolve_task
 from dermbench.training import SplitData, StageContext, pick_device, predict_logits, to_input
 
@@ -87,7 +87,7 @@ def execute(
     _build_model(cfg, task, reg)  # fail on a bad model, option or weights before decoding any image
     data = prepare_data(cfg, task, reg, progress=progress)
     record: dict[str, Any] = {
-        "schema": "dermbench.run/1",
+        "schema": SCHEMA,
         "run_id": cfg.run_id,
         "status": "running",
         "created": now(),

@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dermbench.errors import DataError
-
-SCHEMA = "dermbench.run/1"
-RECORD_NAME = "record.json"
+from dermbench.record import RECORD_NAME, SCHEMA, read_record
 
 # Settings that do not change what a run computes, or that a GroupKey already covers.
 NOT_VARIANT = (
@@ -262,13 +260,7 @@ def check_record(record: Any, path: Path) -> dict:
 
 def read_run(run_dir: Path) -> Run:
     path = run_dir / RECORD_NAME
-    if not path.is_file():
-        raise DataError(f"no run record at {path}")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON: {exc}") from None
-    return Run(dir=run_dir, record=check_record(record, path))
+    return Run(dir=run_dir, record=check_record(read_record(path), path))
 
 
 def load_runs(results: Path) -> Loaded:
