@@ -15,3 +15,7 @@ class ConfigError(DermbenchError):
 
 class PluginError(DermbenchError):
     """A plugin that failed to import or register, or two plugins claiming one name."""
+
+
+class TrainingError(DermbenchError):
+    """Training that cannot go on (a loss that is NaN or infinite); the record so far is kept."""

@@ -9,6 +9,7 @@ order and all randomness of an epoch derive from (seed, stage, epoch) alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from torch import nn
 
 from dermbench.components import LossContext, OptimContext, Ref, StageRecipe
 from dermbench.config import RunConfig
-from dermbench.errors import ConfigError
+from dermbench.errors import ConfigError, TrainingError
 from dermbench.tasks import Task
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -151,9 +152,16 @@ def random_erase(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tenso
     return out
 
 
+@functools.cache
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet statistics on ``device``, made once rather than copied over for every batch."""
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
 def normalise(x01: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=x01.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x01.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(x01.device)
     return (x01 - mean) / std
 
 
@@ -287,7 +295,8 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
         model.train()
         if hasattr(optimizer, "train"):
             optimizer.train()
-        tot_loss, preds, targets = 0.0, [], []
+        # running sums stay on the device: no host sync inside the batch loop
+        tot_loss, preds, targets = torch.zeros((), device=device), [], []
         batches = range(0, len(order), cfg.batch_size)
         for start in _progress(batches, ctx.progress, f"{recipe.name} epoch {epoch}/{epochs}"):
             idx = torch.as_tensor(order[start : start + cfg.batch_size])
@@ -300,26 +309,27 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> None:
             with autocast(device):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}: lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if options.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
             optimizer.step()
-            tot_loss += float(loss.detach()) * len(idx)
-            preds.append(logits.detach().argmax(1).cpu())
-            targets.append(y.cpu())
+            tot_loss += loss.detach() * len(idx)
+            preds.append(logits.detach().argmax(1))
+            targets.append(y)
         if scheduler is not None:
             scheduler.step()
         if hasattr(optimizer, "eval"):
             optimizer.eval()
-        p, t = torch.cat(preds).numpy(), torch.cat(targets).numpy()
+        p, t = torch.cat(preds).cpu().numpy(), torch.cat(targets).cpu().numpy()
+        train_loss = float(tot_loss) / max(len(t), 1)
+        if not math.isfinite(train_loss):
+            raise TrainingError(f"training loss is {train_loss} in epoch {epoch}: lower the learning rate")
         val = evaluate(model, ctx.val, loss_fn, cfg.batch_size * 2, device)
         row = {
             "stage": recipe.name,
             "epoch": epoch,
-            "train_loss": tot_loss / max(len(t), 1),
+            "train_loss": train_loss,
             "train_accuracy": float((p == t).mean()),
             "train_macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
             "val_loss": val["loss"],

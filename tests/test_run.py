@@ -241,3 +241,32 @@ def test_a_plugins_metric_is_computed_on_every_split_and_a_failing_one_is_undefi
     assert record["metrics"]["test"]["extra"]["mean_p0"] == pytest.approx(p[:, 0].mean(), abs=1e-6)
     assert record["metrics"]["test"]["extra"]["broken"] is None
     assert "ZeroDivisionError" in record["metrics"]["test"]["undefined"]["extra.broken"]
+
+
+def test_a_diverging_loss_stops_the_run_with_a_clear_error(tmp_path):
+    import torch
+
+    from dermbench.components import Component, Method, Ref, StageRecipe
+    from dermbench.errors import TrainingError
+
+    class NaNLoss(torch.nn.Module):
+        def forward(self, logits, targets):
+            return logits.sum() * float("nan")
+
+    @hookimpl
+    def dermbench_register_losses(register):
+        register(Component("nanloss", lambda o, ctx: NaNLoss(), "always NaN"))
+
+    @hookimpl
+    def dermbench_register_methods(register):
+        register(Method("diverges", "NaN loss", stages=(StageRecipe(loss=Ref("nanloss")),)))
+
+    plugin = types.SimpleNamespace(
+        dermbench_register_losses=dermbench_register_losses,
+        dermbench_register_methods=dermbench_register_methods,
+        __name__="nan",
+    )
+    with pytest.raises(TrainingError, match="training loss is nan in epoch 1"):
+        run_tiny(tmp_path, method="diverges", plugins=[("nan", plugin)], **SMALL)
+    (path,) = list((tmp_path / "runs").rglob("record.json"))
+    assert json.loads(path.read_text())["status"] == "running"
