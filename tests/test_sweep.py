@@ -27,11 +27,16 @@ def test_grid_keys_and_points():
         parse_grid(["beta="])
 
 
-def test_sweep_runs_the_grid_skips_recorded_runs_and_summarises(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("DERMBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+def _builtins_only(monkeypatch):
+    """The CLI's process-wide plugins, reloaded with the built-ins alone."""
     from dermbench import plugins
 
+    monkeypatch.setenv("DERMBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setattr(plugins, "_cached", None)
+
+
+def test_sweep_runs_the_grid_skips_recorded_runs_and_summarises(tmp_path, capsys, monkeypatch):
+    _builtins_only(monkeypatch)
     args = [
         "sweep",
         "--tasks",
@@ -68,10 +73,7 @@ def test_sweep_runs_the_grid_skips_recorded_runs_and_summarises(tmp_path, capsys
 
 
 def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("DERMBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-    from dermbench import plugins
-
-    monkeypatch.setattr(plugins, "_cached", None)
+    _builtins_only(monkeypatch)
     args = [
         "sweep",
         "--tasks",
