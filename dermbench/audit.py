@@ -63,6 +63,13 @@ def group_values(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, dict[str, 
     return values.astype(object).where(values.notna(), None).to_numpy(), {"source": column}
 
 
+def check_groups(task: Task, groups: tuple[str, ...]) -> None:
+    if not task.is_decision_task:
+        raise ConfigError(
+            f"--groups needs a task with a positive class and an operating point (binary, triage3), not {task.name!r}"
+        )
+
+
 def audit_run(
     task: Task,
     groups: tuple[str, ...],
@@ -77,9 +84,10 @@ def audit_run(
     from dermbench.fairness import fairness_audit
     from dermbench.recalibration import recalibrate_thresholds, recalibration_report
 
-    if not task.is_decision_task or threshold is None:
+    check_groups(task, groups)
+    if threshold is None:
         raise ConfigError(
-            f"--groups needs a task with a positive class and an operating point (binary, triage3), not {task.name!r}"
+            "the audit needs an operating point, and validation gave none (no positives in val?)"
         )
     out: dict[str, Any] = {
         "positive_class": task.positive_class,

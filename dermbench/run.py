@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from dermbench import __version__
-from dermbench.audit import audit_run
+from dermbench.audit import audit_run, check_groups, group_values
 from dermbench.components import ModelContext
 from dermbench.config import RunConfig
 from dermbench.data.prepare import PreparedData, describe_split, prepare_data
@@ -85,7 +85,11 @@ def execute(
 
     device = pick_device(cfg.device)
     _build_model(cfg, task, reg)  # fail on a bad model, option or weights before decoding any image
+    if cfg.groups:
+        check_groups(task, cfg.groups)
     data = prepare_data(cfg, task, reg, progress=progress)
+    for name in cfg.groups:  # a grouping the data lacks fails now, not after training
+        group_values(data.splits["test"].frame, name)
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "run_id": cfg.run_id,
@@ -155,7 +159,7 @@ def execute(
     if k is None:
         model, best_epoch = fit(data.splits["train"], data.splits["val"], ckpt_dir, None)
         models = [model]
-        probs = {name: predict_probs(model, s.images, cfg, device) for name, s in data.splits.items()}
+        probs = {name: predict_probs(model, s.images, cfg, device, reg) for name, s in data.splits.items()}
     else:
         pool = concat_splits("val", data.splits["train"], data.splits["val"])
         folds = kfold_splits(pool.frame, k, seed=cfg.split_seed)
@@ -165,7 +169,7 @@ def execute(
             model, be = fit(
                 subset(pool, rest, "train"), subset(pool, held_out, "val"), ckpt_dir / f"fold{i}", i
             )
-            oof[held_out] = predict_probs(model, pool.images[torch.as_tensor(held_out)], cfg, device)
+            oof[held_out] = predict_probs(model, pool.images[torch.as_tensor(held_out)], cfg, device, reg)
             models.append(model)
             best_epoch.append(be)
         data.splits["val"] = pool  # scored on out-of-fold predictions
@@ -174,7 +178,7 @@ def execute(
         probs = {"val": oof}
         for name, s in data.splits.items():
             if name != "val":
-                probs[name] = np.mean([predict_probs(m, s.images, cfg, device) for m in models], axis=0)
+                probs[name] = np.mean([predict_probs(m, s.images, cfg, device, reg) for m in models], axis=0)
     for i, m in enumerate(models):
         final = ckpt_dir / (f"fold{i}/final.pt" if k is not None else "final.pt")
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -318,14 +322,12 @@ def _build_model(cfg: RunConfig, task: Task, reg: Any) -> torch.nn.Module:
 
 
 def predict_probs(
-    model: torch.nn.Module, images: torch.Tensor, cfg: RunConfig, device: torch.device
+    model: torch.nn.Module, images: torch.Tensor, cfg: RunConfig, device: torch.device, reg: Any
 ) -> np.ndarray:
     """Softmax probabilities, averaged over test-time augmentations when ``cfg.tta`` asks."""
     if cfg.tta == "none":
         return torch.softmax(predict_logits(model, images, cfg.batch_size * 2, device), dim=1).numpy()
-    from dermbench.plugins import get_plugins
-
-    predict = get_plugins().registries.predictors.get("tta").build({"mode": cfg.tta})
+    predict = reg.predictors.get("tta").build({"mode": cfg.tta})
     model.eval()
     out = []
     for start in range(0, len(images), cfg.batch_size):

@@ -70,8 +70,10 @@ def test_explain_writes_overlays_and_lists_every_false_negative(audited):
 def test_groups_need_a_decision_task(tmp_path):
     with pytest.raises(ConfigError, match="--groups needs a task with a positive class"):
         run_tiny(tmp_path, groups=("sex",))
+    assert not list(tmp_path.rglob("record.json")), "must fail before any training"
 
 
 def test_unknown_group_column_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no column 'hospital'"):
         run_tiny(tmp_path, task="binary", synthetic_n=300, groups=("hospital",))
+    assert not list(tmp_path.rglob("record.json")), "must fail before any training"
