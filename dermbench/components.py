@@ -1,35 +1,45 @@
-"""Component specs, method recipes and the contexts factories receive.
+"""Component specs and method recipes: what plugins hand to ``register``.
 
 A component is a named factory with typed options. Options are a dataclass whose fields carry
 their types and defaults; ``dermbench list KIND`` prints them and ``--opt loss.gamma=2`` sets them.
+The contexts factories receive, and every factory's signature, live in
+:mod:`dermbench.plugins.contract`; they are importable from here too, as before.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dermbench.errors import ConfigError
+from dermbench.plugins.contract import CONTRACTS
+from dermbench.plugins.options import build_options, describe_options, options_to_dict
 
-KINDS = (
-    "datasets",
-    "tasks",
-    "models",
-    "losses",
-    "optimizers",
-    "schedulers",
-    "samplers",
-    "stages",
-    "posthoc",
-    "predictors",
-    "explainers",
-    "metrics",
-    "methods",
-    "sweeps",
-)
+KINDS = tuple(CONTRACTS)
+_CONTEXTS = ("ModelContext", "LossContext", "OptimContext", "StageContext", "StageResult", "PosthocContext")
+
+__all__ = [
+    "KINDS",
+    "Component",
+    "Method",
+    "NoOptions",
+    "Ref",
+    "StageRecipe",
+    "SweepPreset",
+    "build_options",
+    "describe_options",
+    "options_to_dict",
+    *_CONTEXTS,
+]
+
+
+def __getattr__(name: str) -> Any:
+    """The contexts moved to :mod:`dermbench.plugins.contract`; old imports keep working."""
+    if name in _CONTEXTS:
+        from dermbench.plugins import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -77,14 +87,14 @@ class Ref:
 class StageRecipe:
     """One training stage of a method: which stage runner, and the components it uses.
 
-    ``epochs``, ``lr`` and ``batch_size`` of ``None`` mean "take the run's value", so the
-    uniform protocol can fix them for every method.
+    ``epochs`` of ``None`` means "take the run's value", so the uniform protocol can fix it for
+    every method; an empty runner, loss or optimizer is the default a plugin names for that kind.
     """
 
     name: str = "train"
-    runner: str = "supervised"
-    loss: Ref = Ref("ce")
-    optimizer: Ref = Ref("adam")
+    runner: str = ""  # empty: the default stage runner (dermbench_default_component)
+    loss: Ref | None = None  # None: the default loss
+    optimizer: Ref | None = None  # None: the default optimizer
     scheduler: Ref | None = None
     sampler: Ref | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -94,8 +104,8 @@ class StageRecipe:
         return {
             "name": self.name,
             "runner": self.runner,
-            "loss": self.loss.to_dict(),
-            "optimizer": self.optimizer.to_dict(),
+            "loss": self.loss.to_dict() if self.loss else None,
+            "optimizer": self.optimizer.to_dict() if self.optimizer else None,
             "scheduler": self.scheduler.to_dict() if self.scheduler else None,
             "sampler": self.sampler.to_dict() if self.sampler else None,
             "options": dict(self.options),
@@ -116,6 +126,7 @@ class Method:
     stages: tuple[StageRecipe, ...] = (StageRecipe(),)
     profiles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     posthoc: tuple[Ref, ...] = ()
+    predictor: Ref | None = None  # None: softmax of the logits (or --tta)
     paper: str | None = None
     notes: str = ""
     plugin: str = ""
@@ -128,6 +139,7 @@ class Method:
             "notes": self.notes,
             "stages": [s.to_dict() for s in self.stages],
             "posthoc": [p.to_dict() for p in self.posthoc],
+            **({"predictor": self.predictor.to_dict()} if self.predictor else {}),
             "profiles": {k: dict(v) for k, v in self.profiles.items()},
         }
 
@@ -147,100 +159,3 @@ class SweepPreset:
     columns: tuple[str, ...] = ()
     paper: str | None = None
     plugin: str = ""
-
-
-# --- contexts handed to factories -----------------------------------------------------------
-
-
-@dataclass
-class LossContext:
-    num_classes: int
-    class_counts: list[int]
-    classes: list[str]
-    device: str = "cpu"
-
-
-@dataclass
-class ModelContext:
-    num_classes: int
-    image_size: int
-    init: str  # "imagenet" | "random" | a weights file path
-    in_chans: int = 3
-
-
-@dataclass
-class OptimContext:
-    lr: float | None
-    weight_decay: float | None
-    epochs: int
-    steps_per_epoch: int
-
-
-# --- typed options ------------------------------------------------------------------------
-
-
-def _parse_value(kind: Any, raw: Any, where: str, name: str) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    origin = typing.get_origin(kind)
-    args = typing.get_args(kind)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if raw.lower() in ("none", "null", ""):
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _parse_value(non_none[0], raw, where, name)
-    try:
-        if kind is bool:
-            low = raw.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind in (int, float, str):
-            return kind(raw)
-        if origin in (tuple, list) or kind in (tuple, list):
-            inner = args[0] if args else str
-            return tuple(_parse_value(inner, p.strip(), where, name) for p in raw.split(",") if p.strip())
-    except ValueError:
-        raise ConfigError(
-            f"option {where}.{name}: cannot read {raw!r} as {getattr(kind, '__name__', kind)}"
-        ) from None
-    return raw
-
-
-def build_options(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    """Instantiate an options dataclass, refusing unknown names and parsing string values."""
-    if not dataclasses.is_dataclass(cls):
-        raise ConfigError(f"{where}: options must be a dataclass, got {cls!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        listed = ", ".join(sorted(known)) or "none"
-        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)} (known: {listed})")
-    parsed = {k: _parse_value(hints.get(k, str), v, where, k) for k, v in values.items()}
-    return cls(**parsed)
-
-
-def describe_options(cls: type) -> list[dict[str, Any]]:
-    hints = typing.get_type_hints(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
-        kind = hints.get(f.name, str)
-        rows.append(
-            {
-                "name": f.name,
-                "type": getattr(kind, "__name__", str(kind)),
-                "default": default,
-                "help": f.metadata.get("help", ""),
-            }
-        )
-    return rows
-
-
-def options_to_dict(opts: Any) -> dict[str, Any]:
-    return dataclasses.asdict(opts) if dataclasses.is_dataclass(opts) else {}

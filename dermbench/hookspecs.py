@@ -1,16 +1,27 @@
-"""The extension points of dermbench.
+"""The extension points of dermbench: the contract a plugin is written against.
 
 Every hook is a plain function whose body is its documentation. Registration hooks receive a
-``register`` callback and hand it component specs; the core collects them into registries
-(see :mod:`dermbench.registry`). Lifecycle hooks only observe a run. Built-in components are
-registered through these same hooks by the plugins in :mod:`dermbench.builtin`.
+``register`` callback and hand it specs; the core collects them into registries (see
+:mod:`dermbench.plugins.registry`). The signature each registered factory is called with, and
+the context it receives, are :class:`typing.Protocol` classes and frozen dataclasses in
+:mod:`dermbench.plugins.contract` (``CONTRACTS`` maps each kind to them). Lifecycle hooks only
+observe a run. Built-in components are registered through these same hooks by the plugins in
+:mod:`dermbench.builtin`, loaded first.
+
+A ``dermbench_*`` function in a plugin that is none of these hooks makes the plugin fail to load,
+naming it: a misspelt hook must never load silently and register nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:
+    from dermbench.components import Component, Method, SweepPreset
+    from dermbench.tasks import Task
 
 hookspec = pluggy.HookspecMarker("dermbench")
 hookimpl = pluggy.HookimplMarker("dermbench")
@@ -20,109 +31,160 @@ hookimpl = pluggy.HookimplMarker("dermbench")
 
 
 @hookspec
-def dermbench_register_datasets(register: Any) -> None:
-    """Register dataset adapters: ``register(Component(name, factory, ...))``.
+def dermbench_register_datasets(register: Callable[[Component], None]) -> None:
+    """Register dataset adapters, read in their published layout.
 
-    ``factory(options, path) -> dermbench.data.records.DatasetRecords`` reads a dataset in its
-    published layout. ``path`` is ``None`` for generated data.
+    :param register: call with a ``Component`` whose factory is a ``DatasetFactory``:
+        ``factory(options, path) -> DatasetRecords`` (``path`` is ``None`` for generated data).
     """
 
 
 @hookspec
-def dermbench_register_tasks(register: Any) -> None:
-    """Register tasks: ``register(dermbench.tasks.Task(...))`` (label space, mappings, metrics)."""
+def dermbench_register_tasks(register: Callable[[Task], None]) -> None:
+    """Register tasks: a label space, mappings from each source's labels, how it is scored.
 
-
-@hookspec
-def dermbench_register_models(register: Any) -> None:
-    """Register model architectures beyond timm's.
-
-    ``factory(options, ctx: dermbench.components.ModelContext) -> torch.nn.Module`` returning
-    logits of shape ``(batch, num_classes)``. Names not registered are looked up in timm.
+    :param register: call with a ``dermbench.tasks.Task`` (or keep it as a ``tasks/*.toml`` file).
     """
 
 
 @hookspec
-def dermbench_register_losses(register: Any) -> None:
+def dermbench_register_models(register: Callable[[Component], None]) -> None:
+    """Register model architectures beyond timm's (names not registered are looked up in timm).
+
+    :param register: call with a ``Component`` whose factory is a ``ModelFactory``:
+        ``factory(options, ctx: ModelContext) -> nn.Module`` returning ``(batch, classes)`` logits.
+    """
+
+
+@hookspec
+def dermbench_register_losses(register: Callable[[Component], None]) -> None:
     """Register losses.
 
-    ``factory(options, ctx: dermbench.components.LossContext) -> torch.nn.Module`` whose
-    ``forward(logits, targets)`` returns a scalar. ``ctx.class_counts`` are the training-split
-    counts in the task's class order.
+    :param register: call with a ``Component`` whose factory is a ``LossFactory``:
+        ``factory(options, ctx: LossContext) -> nn.Module``; the module is a ``Loss``,
+        ``loss(logits, targets) -> scalar`` with ``targets`` class indices (a batch transform's
+        mixed targets are handled by weighting the loss, so a loss never sees soft labels).
     """
 
 
 @hookspec
-def dermbench_register_optimizers(register: Any) -> None:
-    """Register optimizers: ``factory(options, param_groups, ctx) -> torch.optim.Optimizer``."""
+def dermbench_register_optimizers(register: Callable[[Component], None]) -> None:
+    """Register optimisers.
 
-
-@hookspec
-def dermbench_register_schedulers(register: Any) -> None:
-    """Register learning-rate schedules: ``factory(options, optimizer, ctx) -> scheduler``.
-
-    The scheduler is stepped once per epoch.
+    :param register: call with a ``Component`` whose factory is an ``OptimizerFactory``:
+        ``factory(options, param_groups, ctx: OptimContext) -> torch.optim.Optimizer``.
     """
 
 
 @hookspec
-def dermbench_register_samplers(register: Any) -> None:
-    """Register batch samplers: ``factory(options, labels, ctx) -> object``.
+def dermbench_register_schedulers(register: Callable[[Component], None]) -> None:
+    """Register learning-rate schedules, stepped once per epoch.
 
-    The object's ``epoch_indices(seed) -> np.ndarray`` gives the order of training images for
-    one epoch; it must depend on ``seed`` alone so that a resumed run repeats it exactly.
+    :param register: call with a ``Component`` whose factory is a ``SchedulerFactory``:
+        ``factory(options, optimizer, ctx: OptimContext) -> scheduler``.
     """
 
 
 @hookspec
-def dermbench_register_stages(register: Any) -> None:
-    """Register training stages (pretrain, train, finetune).
+def dermbench_register_samplers(register: Callable[[Component], None]) -> None:
+    """Register training samplers: the order of training images in an epoch.
 
-    ``factory(options, ctx: dermbench.components.StageContext) -> None`` trains
-    ``ctx.model`` in place and appends per-epoch rows to ``ctx.history``.
+    :param register: call with a ``Component`` whose factory is a ``SamplerFactory``:
+        ``factory(options, labels, ctx: OptimContext) -> Sampler``; ``epoch_indices(seed)`` must
+        depend on ``seed`` alone, so that a resumed run repeats it exactly.
     """
 
 
 @hookspec
-def dermbench_register_posthoc(register: Any) -> None:
-    """Register post-hoc steps, fit on validation and applied unchanged to test.
+def dermbench_register_batch_transforms(register: Callable[[Component], None]) -> None:
+    """Register batch transforms, applied between a training batch and the model (Mixup, CutMix).
 
-    ``factory(options, ctx: dermbench.builtin.posthoc.PosthocContext) -> object`` with
-    ``fit(val_y, val_probs, val_frame)`` and ``apply(y, probs, frame) -> dict``; the dict is stored
-    in each split's metrics under the object's ``key`` (default: the component's name).
+    :param register: call with a ``Component`` whose factory is a ``BatchTransformFactory``:
+        ``factory(options, ctx: BatchContext) -> BatchTransform``;
+        ``transform(images, targets, gen) -> MixedBatch`` with normalised float NCHW images, class
+        indices and the epoch's generator (the only source of randomness allowed).
     """
 
 
 @hookspec
-def dermbench_register_predictors(register: Any) -> None:
-    """Register predictors (ensembles, test-time augmentation).
+def dermbench_register_stages(register: Callable[[Component], None]) -> None:
+    """Register training stage runners (pretrain, train, finetune).
 
-    ``factory(options, ctx) -> callable(model, images_uint8) -> probabilities``.
+    :param register: call with a ``Component`` whose factory is a ``StageFactory``:
+        ``factory(options, ctx: StageContext) -> StageResult``; it trains ``ctx.model`` in place,
+        hands each history row to ``ctx.on_epoch_end`` and writes ``checkpoints/last.pt``.
     """
 
 
 @hookspec
-def dermbench_register_explainers(register: Any) -> None:
-    """Register explainers: ``factory(options, ctx) -> callable(model, images) -> heatmaps``."""
+def dermbench_register_posthoc(register: Callable[[Component], None]) -> None:
+    """Register post-hoc steps, fit on validation and applied unchanged to every split.
 
-
-@hookspec
-def dermbench_register_metrics(register: Any) -> None:
-    """Register extra metrics: ``factory(options, task) -> callable(y_true, probs, frame) -> value``.
-
-    Every registered metric is computed on every scored split and stored under
-    ``metrics.<split>.extra.<name>``; one that raises is recorded as undefined with the error.
+    :param register: call with a ``Component`` whose factory is a ``PosthocFactory``:
+        ``factory(options, ctx: PosthocContext) -> PosthocStep`` with ``fit(y, probs, frame)`` and
+        ``apply(y, probs, frame) -> dict``, stored under ``metrics.<split>.<step.key>``.
     """
 
 
 @hookspec
-def dermbench_register_methods(register: Any) -> None:
-    """Register methods: ``register(dermbench.components.Method(...))``, a recipe of components."""
+def dermbench_register_predictors(register: Callable[[Component], None]) -> None:
+    """Register predictors, which turn a model and a batch into probabilities (e.g. TTA).
+
+    :param register: call with a ``Component`` whose factory is a ``PredictorFactory``:
+        ``factory(options, ctx: PredictorContext) -> Predictor``;
+        ``predict(model, images, batch_size) -> np.ndarray`` with normalised float NCHW images
+        already on the model's device.
+    """
 
 
 @hookspec
-def dermbench_register_sweeps(register: Any) -> None:
-    """Register sweep presets: ``register(dermbench.components.SweepPreset(...))``."""
+def dermbench_register_explainers(register: Callable[[Component], None]) -> None:
+    """Register explainers (saliency overlays).
+
+    :param register: call with a ``Component`` whose factory is an ``ExplainerFactory``:
+        ``factory(options, ctx: ExplainerContext) -> Explainer``;
+        ``explain(model, images_uint8, targets, out_dir, names) -> list[Path]``.
+    """
+
+
+@hookspec
+def dermbench_register_metrics(register: Callable[[Component], None]) -> None:
+    """Register extra metrics, computed on every scored split under ``metrics.<split>.extra``.
+
+    :param register: call with a ``Component`` whose factory is a ``MetricFactory``:
+        ``factory(options, task: Task) -> Metric``; ``metric(y, probs, frame) -> value``. One that
+        raises is recorded as undefined with the error, and the run goes on.
+    """
+
+
+@hookspec
+def dermbench_register_methods(register: Callable[[Method], None]) -> None:
+    """Register methods: recipes of named components, their defaults and protocol profiles.
+
+    :param register: call with a ``dermbench.components.Method``.
+    """
+
+
+@hookspec
+def dermbench_register_sweeps(register: Callable[[SweepPreset], None]) -> None:
+    """Register sweep presets, run by ``dermbench sweep --preset NAME``.
+
+    :param register: call with a ``dermbench.components.SweepPreset``.
+    """
+
+
+# --- defaults a plugin may replace ---------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def dermbench_default_component(kind: str) -> str | None:
+    """The name of the ``kind`` component used where a run or recipe names none.
+
+    The built-ins answer for tasks, methods, datasets, stages, losses, optimizers and explainers;
+    a plugin loaded later answers first, and so replaces the default.
+
+    :param kind: a component kind, e.g. ``"methods"``; return ``None`` to leave it to others.
+    """
 
 
 # --- lifecycle hooks: observe only ---------------------------------------------------------
@@ -130,14 +192,25 @@ def dermbench_register_sweeps(register: Any) -> None:
 
 @hookspec
 def dermbench_run_start(record: dict) -> None:
-    """Called once a run's config is resolved and its data split, before training."""
+    """Called once a run's config is resolved and its data split, before training.
+
+    :param record: the run record as first written (status ``running``); do not modify it.
+    """
 
 
 @hookspec
 def dermbench_epoch_end(record: dict, row: dict) -> None:
-    """Called after each epoch with the history row just appended."""
+    """Called after each epoch with the history row just appended.
+
+    :param record: the run record so far; do not modify it.
+    :param row: the epoch's history row (stage, epoch, train and validation scores, lr, seconds).
+    """
 
 
 @hookspec
 def dermbench_run_finished(record: dict, run_dir: str) -> None:
-    """Called after the run record is written."""
+    """Called after the run record is written.
+
+    :param record: the complete run record.
+    :param run_dir: the run's folder, holding ``record.json`` and the files it names.
+    """

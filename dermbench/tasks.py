@@ -29,6 +29,7 @@ class Task:
     class_names: Mapping[str, str] = field(default_factory=dict)
     positive_class: str | None = None
     recall_constraint: float | None = None
+    decision_rule: str | None = None  # the posthoc step that picks the operating point
     synthetic_source: str = SOURCE_TASK
     synthetic_priors: Mapping[str, float] = field(default_factory=dict)
     protocols: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -103,6 +104,7 @@ def task_from_toml(path: Path) -> Task:
         class_names=data.get("class_names", {}),
         positive_class=positive,
         recall_constraint=data.get("recall_constraint"),
+        decision_rule=data.get("decision_rule"),
         synthetic_source=data.get("synthetic_source", SOURCE_TASK),
         synthetic_priors=data.get("synthetic_priors", {}),
         protocols=data.get("protocol", {}),

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from dermbench.config import resolve_config
 from dermbench.hookspecs import hookimpl
 from dermbench.plugins import Plugins, load_plugins
+from dermbench.run.config import resolve_config
 from dermbench.tasks import Task
 
 TINY_TASK = Task(
@@ -70,7 +70,7 @@ def run_tiny(
     **settings: Any,
 ) -> dict:
     """One epoch of ``method`` on the tiny synthetic task, on the CPU, in a few seconds."""
-    from dermbench.run import execute
+    from dermbench.run.pipeline import execute
 
     pl = make_plugins(*(plugins or []))
     reg = pl.registries
@@ -92,3 +92,15 @@ def run_tiny(
 @pytest.fixture
 def dermbench_run(tmp_path: Path) -> Callable[..., dict]:
     return lambda **kw: run_tiny(tmp_path, **kw)
+
+
+@pytest.fixture
+def dermbench_process_plugins(monkeypatch: pytest.MonkeyPatch) -> Callable[[Plugins | None], None]:
+    """Set the plugins the ``dermbench`` command uses in this test (``None``: load them afresh).
+
+    ``dermbench_process_plugins(dermbench_plugins(("mine", plugin)))`` then ``main([...])`` runs
+    the real CLI with your plugin and the built-ins only; the previous set is back after the test.
+    """
+    from dermbench.plugins import manager
+
+    return lambda plugins: monkeypatch.setattr(manager, "_cached", plugins)

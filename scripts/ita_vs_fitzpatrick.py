@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image
 from scipy.stats import spearmanr
 
-from dermbench.ita import ita_for_images, ita_groups
+from dermbench.evaluation.ita import ita_for_images, ita_groups
 
 
 def main(argv: list[str]) -> int:

@@ -50,7 +50,7 @@ def test_measured_ita_tracks_the_generators_skin_tone(audited):
 
 
 def test_explain_writes_overlays_and_lists_every_false_negative(audited):
-    from dermbench.explain_run import explain_run
+    from dermbench.explain.run import explain_run
 
     record, run_dir = audited
     updated = explain_run(run_dir, n=2, progress=False, log=lambda *a: None)

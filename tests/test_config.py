@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dermbench.components import Method
-from dermbench.config import parse_assignments, read_config_file, resolve_config
 from dermbench.errors import ConfigError
 from dermbench.plugins import load_plugins
+from dermbench.run.config import parse_assignments, read_config_file, resolve_config
 
 
 @pytest.fixture(scope="module")

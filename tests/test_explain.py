@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from dermbench.errors import ConfigError, DataError
-from dermbench.explain import (
+from dermbench.explain.gradcam import (
     cam_overlay,
     explain_images,
     find_target_layer,

@@ -10,13 +10,13 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from dermbench.errors import ConfigError, DataError
-from dermbench.fairness import (
+from dermbench.evaluation.fairness import (
     fairness_audit,
     resample_counts,
     weighted_auc,
 )
-from dermbench.metrics import choose_threshold, threshold_grid
-from dermbench.recalibration import (
+from dermbench.evaluation.metrics import choose_threshold, threshold_grid
+from dermbench.evaluation.recalibration import (
     apply_thresholds,
     recalibrate_thresholds,
     recalibration_report,

@@ -14,7 +14,7 @@ from scipy.stats import spearmanr
 
 from dermbench.data.synthetic import SyntheticOptions, lab_to_rgb, load_synthetic
 from dermbench.errors import ConfigError, DataError
-from dermbench.ita import (
+from dermbench.evaluation.ita import (
     ita_for_images,
     ita_from_lab,
     ita_groups,

@@ -437,7 +437,7 @@ def test_config_errors_name_the_file_and_key(tmp_path):
 
 
 def test_cli_commands(tmp_path, capsys):
-    from dermbench.cli import main
+    from dermbench.cli.main import main
 
     run = _one_run(tmp_path)
     assert (

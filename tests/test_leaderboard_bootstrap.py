@@ -112,9 +112,9 @@ def test_grouped_draws_resample_whole_lesions():
 
 
 def test_same_numbers_as_the_metrics_module():
-    """One seed: the leaderboard's vectorised path and dermbench.metrics agree exactly."""
-    from dermbench.bootstrap import bootstrap_report
-    from dermbench.metrics import classification_report, resolve_metric
+    """One seed: the leaderboard's vectorised path and dermbench.evaluation.metrics agree exactly."""
+    from dermbench.evaluation.bootstrap import bootstrap_report
+    from dermbench.evaluation.metrics import classification_report, resolve_metric
 
     y, p = _data(300, 8)
     groups = [f"lesion{i // 3}" for i in range(len(y))]

@@ -18,9 +18,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from dermbench.bootstrap import bootstrap_ci, bootstrap_report
 from dermbench.errors import ConfigError, DataError
-from dermbench.metrics import (
+from dermbench.evaluation.bootstrap import bootstrap_ci, bootstrap_report
+from dermbench.evaluation.metrics import (
     choose_threshold,
     classification_report,
     operating_point,

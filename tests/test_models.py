@@ -6,9 +6,9 @@ import pytest
 import timm
 import torch
 
-from dermbench.builtin.models import build_model, create_timm_model
 from dermbench.components import ModelContext
 from dermbench.errors import ConfigError
+from dermbench.models.build import build_model, create_timm_model
 from dermbench.plugins import load_plugins
 
 

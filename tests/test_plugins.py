@@ -128,7 +128,7 @@ class _FakeEP:
 
 
 def _fake_entry_points(monkeypatch, eps):
-    monkeypatch.setattr("dermbench.plugins._entry_points", lambda: sorted(eps, key=lambda e: e.name))
+    monkeypatch.setattr("dermbench.plugins.manager._entry_points", lambda: sorted(eps, key=lambda e: e.name))
 
 
 def test_entry_point_that_fails_to_import_is_reported_by_name(monkeypatch):
@@ -170,3 +170,30 @@ def test_first_party_plugins_are_installed_through_the_entry_point_group():
     assert not pl.failures, pl.failures
     sources = {p.name: p.source for p in pl.info}
     assert all(sources[n] == "entry-point" for n in names)
+
+
+def test_a_misspelt_hook_is_reported_as_that_plugins_failure():
+    typo = types.SimpleNamespace(__name__="typo")
+    typo.dermbench_register_loss = hookimpl(_loss("never"))  # "losses" is the hook
+    pl = load_plugins(extra=[("typo", typo)], autoload=False)
+    (failure,) = pl.failures
+    assert failure.name == "typo"
+    assert (
+        "dermbench_register_loss is not a dermbench hook (did you mean dermbench_register_losses?)"
+        in failure.error
+    )
+    assert "never" not in pl.registries.losses
+
+
+def test_registering_the_wrong_kind_of_object_is_refused():
+    wrong = plugin(dermbench_register_methods=_loss("not_a_method"))
+    pl = load_plugins(extra=[("wrong", wrong)], autoload=False)
+    assert "registered a Component as one of the methods; register a Method" in pl.failures[0].error
+
+
+def test_a_later_plugin_replaces_a_default():
+    other = types.SimpleNamespace(__name__="other")
+    other.dermbench_default_component = hookimpl(lambda kind: "focal_default" if kind == "losses" else None)
+    pl = load_plugins(extra=[("other", other)], autoload=False)
+    assert pl.default("losses") == "focal_default"
+    assert pl.default("methods") == "erm"

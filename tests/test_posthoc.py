@@ -8,7 +8,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from dermbench.builtin.posthoc import PosthocContext
 from dermbench.errors import ConfigError
-from dermbench.metrics import choose_threshold
+from dermbench.evaluation.metrics import choose_threshold
 from dermbench.plugins import load_plugins
 
 BINARY = ["benign", "malignant"]

@@ -17,7 +17,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from dermbench.hookspecs import hookimpl
-from dermbench.record import read_record
+from dermbench.run.record import read_record
 from dermbench.testing import run_tiny
 
 SMALL = {"synthetic_n": 200, "image_size": 32, "model": "tinycnn"}
@@ -84,8 +84,8 @@ def test_resume_after_a_kill_in_the_second_epoch_equals_an_uninterrupted_run(tmp
         run_tiny(tmp_path / "cut", plugins=[("killer", _killer(1))], **settings)
     partial = json.loads(next((tmp_path / "cut").rglob("record.json")).read_text())
     assert partial["status"] == "running" and len(partial["history"]) == 1
-    from dermbench.config import resolve_config
-    from dermbench.run import execute
+    from dermbench.run.config import resolve_config
+    from dermbench.run.pipeline import execute
     from dermbench.testing import make_plugins
 
     pl = make_plugins()
@@ -139,7 +139,7 @@ def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Completed
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(tmp_path, capsys, args, message):
-    from dermbench.cli import main
+    from dermbench.cli.main import main
 
     extra = (
         ["--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")] if args[0] == "run" else []
@@ -186,7 +186,9 @@ def test_cli_run_prints_the_table_and_record_path_and_survives_sigkill(tmp_path)
     args = ["run", "--task", "ham7", "--profile", "smoke", "--model", "tinycnn", "--epochs", "4"]
     args += ["--synthetic-n", "600", "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dermbench.cli", *args, "--quiet"], cwd=tmp_path, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "dermbench.cli", *args, "--quiet"],
+        cwd=tmp_path,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
     record_path = None

@@ -6,9 +6,9 @@ import statistics
 
 import pytest
 
-from dermbench.cli import main, parse_grid
+from dermbench.cli.main import main, parse_grid
 from dermbench.errors import ConfigError
-from dermbench.sweep import grid_points
+from dermbench.launch.sweep import grid_points
 
 
 def test_grid_keys_and_points():
@@ -18,25 +18,25 @@ def test_grid_keys_and_points():
     assert grid_points({}) == [{}]
     tied = parse_grid(["alpha+beta=0.5,2.0"])
     assert tied == {"loss.alpha+loss.beta": ["0.5", "2.0"]}
-    from dermbench.sweep import _as_settings
+    from dermbench.launch.sweep import point_settings
 
-    assert [_as_settings(p) for p in grid_points(tied)][1] == {
+    assert [point_settings(p) for p in grid_points(tied)][1] == {
         "options": {"loss.alpha": "2.0", "loss.beta": "2.0"}
     }
     with pytest.raises(ConfigError, match="no values"):
         parse_grid(["beta="])
 
 
-def _builtins_only(monkeypatch):
+def _builtins_only(monkeypatch, use_plugins):
     """The CLI's process-wide plugins, reloaded with the built-ins alone."""
-    from dermbench import plugins
-
     monkeypatch.setenv("DERMBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-    monkeypatch.setattr(plugins, "_cached", None)
+    use_plugins(None)
 
 
-def test_sweep_runs_the_grid_skips_recorded_runs_and_summarises(tmp_path, capsys, monkeypatch):
-    _builtins_only(monkeypatch)
+def test_sweep_runs_the_grid_skips_recorded_runs_and_summarises(
+    tmp_path, capsys, monkeypatch, dermbench_process_plugins
+):
+    _builtins_only(monkeypatch, dermbench_process_plugins)
     args = [
         "sweep",
         "--tasks",
@@ -72,8 +72,8 @@ def test_sweep_runs_the_grid_skips_recorded_runs_and_summarises(tmp_path, capsys
     assert (tmp_path / "summary.csv").read_text().count("\n") == 3
 
 
-def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, capsys, monkeypatch):
-    _builtins_only(monkeypatch)
+def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, capsys, monkeypatch, dermbench_process_plugins):
+    _builtins_only(monkeypatch, dermbench_process_plugins)
     args = [
         "sweep",
         "--tasks",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dermbench.errors import ConfigError, DataError
-from dermbench.tta import tta_predict, tta_views
+from dermbench.predict.tta import tta_predict, tta_views
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Any
 
 from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
+from dermbench.plugins.contract import ExplainerContext, PredictorContext
 
 
 @dataclass(frozen=True)
@@ -16,9 +17,9 @@ class GradCAMPPOptions:
     batch_size: int = 16
 
 
-def make_gradcampp(options: GradCAMPPOptions, ctx: Any = None) -> Any:
+def make_gradcampp(options: GradCAMPPOptions, ctx: ExplainerContext) -> Any:
     """``explain(model, images_uint8, targets, out_dir, names) -> list[Path]``."""
-    from dermbench.explain import explain_images
+    from dermbench.explain.gradcam import explain_images
 
     def explain(model: Any, images: Any, targets: Any, out_dir: Any, names: Any) -> Any:
         return explain_images(
@@ -40,9 +41,9 @@ class TTAOptions:
     mode: str = "flips"  # flips | flips_rot90
 
 
-def make_tta(options: TTAOptions, ctx: Any = None) -> Any:
+def make_tta(options: TTAOptions, ctx: PredictorContext) -> Any:
     """``predict(model, images_float_nchw, batch_size) -> probabilities`` averaged over views."""
-    from dermbench.tta import tta_predict, tta_views
+    from dermbench.predict.tta import tta_predict, tta_views
 
     tta_views(options.mode)  # refuse an unknown mode now, not at prediction time
 

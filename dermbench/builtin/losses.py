@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dermbench.components import Component, LossContext
+from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
+from dermbench.plugins.contract import LossContext
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,17 @@
-"""Models: any timm backbone by name, plus a tiny CNN for fast tests and smoke runs.
-
-``--init imagenet`` loads timm's pretrained weights (from the Hugging Face cache or hub);
-``--init PATH`` loads a local weights file (timm/torchvision state dict, ``.pth``/``.bin``/
-``.safetensors``); ``--init random`` trains from scratch. With no network and no cached weights,
-the error says how to provide a local file.
-"""
+"""Built-in model: a tiny CNN for fast tests and smoke runs (any timm name works as well)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
-from dermbench.components import Component, ModelContext
+from dermbench.components import Component
 from dermbench.errors import ConfigError
 from dermbench.hookspecs import hookimpl
+from dermbench.plugins.contract import ModelContext
 
 
 @dataclass(frozen=True)
@@ -54,103 +47,8 @@ def make_tinycnn(options: TinyCNNOptions, ctx: ModelContext) -> nn.Module:
     return TinyCNN(ctx.num_classes, options.width, options.dropout, ctx.in_chans)
 
 
-def create_timm_model(name: str, ctx: ModelContext, **kwargs: Any) -> nn.Module:
-    """A timm model with ``ctx.num_classes`` outputs, initialised as ``ctx.init`` says."""
-    if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
-        hint = f" (similar: {', '.join(close)})" if close else ""
-        raise ConfigError(f"unknown model {name!r}: not registered and not a timm model{hint}")
-    if ctx.init == "random":
-        try:
-            return timm.create_model(
-                name, pretrained=False, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs
-            )
-        except TypeError as exc:
-            raise ConfigError(f"model {name!r}: bad model option(s) {sorted(kwargs)}: {exc}") from None
-    if ctx.init == "imagenet":
-        try:
-            return timm.create_model(
-                name, pretrained=True, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs
-            )
-        except Exception as exc:  # offline, no cache, or no pretrained tag
-            raise ConfigError(
-                f"cannot load ImageNet weights for {name!r} ({type(exc).__name__}). This machine may be "
-                f'offline: on a machine with internet run `python -c "import timm; '
-                f"timm.create_model('{name}', pretrained=True)\"` to fill the Hugging Face cache and copy it "
-                f"here (~/.cache/huggingface), or save the weights to a file and pass --init PATH"
-            ) from None
-    return _from_file(name, ctx, kwargs)
-
-
-def _from_file(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Module:
-    """Load a local weights file, strictly: every backbone weight must be found and fit.
-
-    Only the classifier may be missing or of another shape (a new task has other classes); it is
-    then freshly initialised. Anything else is an error, never a silent partial load.
-    """
-    path = Path(ctx.init)
-    if not path.is_file():
-        raise ConfigError(f"--init {ctx.init!r}: expected imagenet, random or a weights file that exists")
-    model = create_timm_model(
-        name, ModelContext(ctx.num_classes, ctx.image_size, "random", ctx.in_chans), **kwargs
-    )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"--init {path}: cannot read this file as weights: {exc}") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    own = model.state_dict()
-    head_ids = (
-        {id(p) for p in model.get_classifier().parameters()} if hasattr(model, "get_classifier") else set()
-    )
-    head_keys = {k for k, p in model.named_parameters() if id(p) in head_ids}
-    for k in head_keys:
-        if k in state and state[k].shape != own[k].shape:
-            del state[k]
-    missing = [k for k in own if k not in state and k not in head_keys]
-    unexpected = [k for k in state if k not in own]
-    wrong_shape = [k for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong_shape:
-        raise ConfigError(
-            f"--init {path}: cannot load these weights into {name!r}: {len(missing)} missing "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-            f"{len(wrong_shape)} of another shape (e.g. {wrong_shape[:3]})"
-        )
-    model.load_state_dict(state, strict=False)
-    return model
-
-
-def build_model(
-    name: str, ctx: ModelContext, registry: Any, options: dict[str, Any] | None = None
-) -> nn.Module:
-    """A registered model by name, else a timm model (options go to ``timm.create_model``, e.g. drop_rate)."""
-    if name in registry:
-        return registry.get(name).build(options or {}, ctx)
-    return create_timm_model(name, ctx, **{k: _literal(v) for k, v in (options or {}).items()})
-
-
-def _literal(value: Any) -> Any:
-    """``--opt model.drop_rate=0.4`` arrives as a string; timm wants the number."""
-    if not isinstance(value, str):
-        return value
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
-
-
 @hookimpl
-def dermbench_register_models(register):
+def dermbench_register_models(register: Any) -> None:
     register(
         Component("tinycnn", make_tinycnn, "Three-block CNN for tests and smoke runs", options=TinyCNNOptions)
     )

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
-from dermbench.components import Component, OptimContext
+from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
+from dermbench.plugins.contract import OptimContext
 
 
 @dataclass(frozen=True)

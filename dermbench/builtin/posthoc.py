@@ -16,22 +16,14 @@ import numpy as np
 
 from dermbench.components import Component
 from dermbench.errors import ConfigError
+from dermbench.evaluation.metrics import choose_threshold, operating_point
 from dermbench.hookspecs import hookimpl
-from dermbench.metrics import choose_threshold, operating_point
+from dermbench.plugins.contract import PosthocContext
 
 PAPER = (
     "Rumale et al., Recall-Oriented Deep Learning Framework for Skin Cancer Detection with "
     "Explainability and Fairness Analysis"
 )
-
-
-@dataclass
-class PosthocContext:
-    """What a post-hoc step knows of the task: its classes and its decision point, if any."""
-
-    classes: list[str]
-    positive_class: str | None = None
-    recall_constraint: float | None = None
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dermbench.components import Component, OptimContext
+from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
+from dermbench.plugins.contract import OptimContext
 
 
 @dataclass(frozen=True)

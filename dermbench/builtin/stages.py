@@ -1,12 +1,14 @@
-"""Built-in training stages."""
+"""Built-in training stage: supervised training with validation, checkpoints and early stopping."""
+
+from typing import Any
 
 from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
-from dermbench.training import SupervisedOptions, run_supervised
+from dermbench.stages.supervised import SupervisedOptions, run_supervised
 
 
 @hookimpl
-def dermbench_register_stages(register):
+def dermbench_register_stages(register: Any) -> None:
     register(
         Component(
             "supervised",

@@ -1,6 +1,6 @@
 """Preparing a run's data: read each dataset, map labels into the task, decode once, split.
 
-The result is a :class:`PreparedData`: one :class:`~dermbench.training.SplitData` per split
+The result is a :class:`PreparedData`: one :class:`~dermbench.data.split_data.SplitData` per split
 (train / val / test, and ``external:<name>`` for each ``--test-data``) plus the description of
 the data that goes into the run record (datasets, dropped labels, skipped images, split
 fingerprints and class counts).
@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermbench.audit import SKIN_TONE_SCHEMES, ita_column
-from dermbench.config import RunConfig
 from dermbench.data.cache import default_cache_dir, load_images
+from dermbench.data.split_data import SplitData
 from dermbench.data.splits import check_splits, make_splits, split_fingerprint
 from dermbench.data.tasking import apply_task
 from dermbench.errors import ConfigError
+from dermbench.evaluation.audit import SKIN_TONE_SCHEMES, ita_column
+from dermbench.run.config import RunConfig
 from dermbench.tasks import Task
-from dermbench.training import SplitData
 
 
 @dataclass
@@ -41,7 +41,6 @@ def cache_dir_for(cfg: RunConfig) -> Path:
 def _load_source(
     name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, progress: bool
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], bool]:
-    comp = registries.datasets.get(name)
     opts = cfg.component_options(f"data.{name}")
     if path is None:
         opts = {
@@ -50,7 +49,7 @@ def _load_source(
             "n": cfg.synthetic_n,
             **opts,
         }
-    records = comp.build(opts, path)
+    records = registries.datasets.build(name, opts, path)
     frame, dropped = apply_task(records, task)
     images, kept_rows, skipped = load_images(
         records,
@@ -82,7 +81,7 @@ def _load_source(
 
 
 def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = True) -> PreparedData:
-    sources: dict[str, str | None] = dict(cfg.data) if cfg.data else {"synthetic": None}
+    sources: dict[str, str | None] = dict(cfg.data) if cfg.data else {registries.default_of("datasets"): None}
     frames, arrays, infos, synthetic = [], [], [], False
     for name, path in sources.items():
         frame, images, info, synth = _load_source(name, path, cfg, task, registries, progress)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dermbench.errors import DataError
-from dermbench.record import RECORD_NAME, SCHEMA, read_record
+from dermbench.run.record import RECORD_NAME, SCHEMA, read_record
 
 # Settings that do not change what a run computes, or that a GroupKey already covers.
 NOT_VARIANT = (

@@ -8,8 +8,8 @@ import pytest
 
 import dermbench_imbalance
 import dermbench_imbalance.plugin as plugin
-from dermbench.config import resolve_config
 from dermbench.plugins import load_plugins
+from dermbench.run.config import resolve_config
 
 LOSSES = {"wce", "bwcce", "focal", "ldam", "lmf"}
 METHODS = {"ce", "wce", "bwcce", "focal", "ldam", "lmf"}

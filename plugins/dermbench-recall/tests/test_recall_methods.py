@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 
 import dermbench_recall.plugin as plugin
-from dermbench.config import resolve_config
+from dermbench.run.config import resolve_config
 
 
 def test_found_through_the_entry_point():
@@ -40,11 +40,11 @@ def test_full_pipeline_runs_on_the_tiny_task(dermbench_run):
     assert record["method"]["plugin"] == "recall"
 
 
-def test_ablation_preset_produces_the_ladder_table(tmp_path, capsys, monkeypatch):
-    from dermbench import plugins
-    from dermbench.cli import main
+def test_ablation_preset_produces_the_ladder_table(tmp_path, capsys, dermbench_process_plugins):
+    from dermbench.cli.main import main
+    from dermbench.plugins import load_plugins
 
-    monkeypatch.setattr(plugins, "_cached", plugins.load_plugins(extra=[("recall-inline", _no_op())]))
+    dermbench_process_plugins(load_plugins(extra=[("recall-inline", _no_op())]))
     args = [
         "sweep",
         "--preset",

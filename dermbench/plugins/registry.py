@@ -11,8 +11,14 @@ import fnmatch
 from collections.abc import Iterator
 from typing import Any
 
-from dermbench.components import KINDS
 from dermbench.errors import ConfigError, PluginError
+from dermbench.plugins.contract import CONTRACTS, check_factory_call
+
+
+def _registered_class(name: str) -> type:
+    from dermbench import components, tasks
+
+    return getattr(components, name, None) or getattr(tasks, name)
 
 
 class Registry:
@@ -23,6 +29,12 @@ class Registry:
         self._items: dict[str, Any] = {}
 
     def add(self, item: Any, plugin: str) -> None:
+        expected = CONTRACTS[self.kind].registers
+        if not isinstance(item, _registered_class(expected)):
+            raise PluginError(
+                f"plugin {plugin!r} registered a {type(item).__name__} as one of the {self.kind}; "
+                f"register a {expected}"
+            )
         name = item.name
         if name in self._items:
             first = self._items[name].plugin
@@ -41,6 +53,21 @@ class Registry:
             singular = self.kind[:-1] if self.kind.endswith("s") else self.kind
             raise ConfigError(f"unknown {singular} {name!r} (known: {known})") from None
 
+    def build(self, name: str, values: Any, *args: Any) -> Any:
+        """Build the named component: its options from ``values``, then ``factory(options, *args)``.
+
+        This is the one place the core calls factories; the arguments are checked against the
+        kind's signature in :mod:`dermbench.plugins.contract` first.
+        """
+        component = self.get(name)
+        return self.call(name, component.make_options(values), *args)
+
+    def call(self, name: str, options: Any, *args: Any) -> Any:
+        """``factory(options, *args)`` with options already built (to read a default first)."""
+        component = self.get(name)
+        check_factory_call(self.kind, (options, *args))
+        return component.factory(options, *args)
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 
@@ -58,10 +85,18 @@ class Registries:
     """All registries, one attribute per kind (``registries.losses.get("ce")``)."""
 
     def __init__(self) -> None:
-        for kind in KINDS:
+        for kind in CONTRACTS:
             setattr(self, kind, Registry(kind))
+        self.defaults: dict[str, str] = {}
+
+    def default_of(self, kind: str) -> str:
+        """The ``kind`` component used where a run or recipe names none (``dermbench_default_component``)."""
+        name = self.defaults.get(kind)
+        if not name:
+            raise ConfigError(f"no plugin names a default for {kind}: name one explicitly")
+        return name
 
     def of(self, kind: str) -> Registry:
-        if kind not in KINDS:
-            raise ConfigError(f"unknown component kind {kind!r} (known: {', '.join(KINDS)})")
+        if kind not in CONTRACTS:
+            raise ConfigError(f"unknown component kind {kind!r} (known: {', '.join(CONTRACTS)})")
         return getattr(self, kind)

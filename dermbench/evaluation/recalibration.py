@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from dermbench.errors import ConfigError, DataError
-from dermbench.fairness import _inputs, fairness_audit, group_labels
-from dermbench.metrics import choose_threshold, threshold_grid
+from dermbench.evaluation.fairness import _inputs, fairness_audit, group_labels
+from dermbench.evaluation.metrics import choose_threshold, threshold_grid
 
 
 def _summary(actual: np.ndarray, scores: np.ndarray, labels: np.ndarray, t: np.ndarray) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Bootstrap confidence intervals of the metrics in :mod:`dermbench.metrics`.
+"""Bootstrap confidence intervals of the metrics in :mod:`dermbench.evaluation.metrics`.
 
 Percentile bootstrap over images, or over lesion groups when ``groups`` is given (a lesion's
 images are resampled together), vectorised in chunks so 1000 resamples of a few thousand rows
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dermbench.errors import ConfigError, DataError
-from dermbench.metrics import (
+from dermbench.evaluation.metrics import (
     _CHUNK_CELLS,
     _auc_ovr,
     _check,

@@ -88,3 +88,15 @@ def tta_predict(
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def make_tta_predictor(mode: str) -> Callable[[torch.nn.Module, torch.Tensor, int], np.ndarray] | None:
+    """A predictor averaging over ``mode``'s views, or ``None`` for ``none`` (plain softmax)."""
+    tta_views(mode)  # refuse an unknown mode now, not at prediction time
+    if mode == "none":
+        return None
+
+    def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> np.ndarray:
+        return tta_predict(model, images, mode=mode, batch_size=batch_size)
+
+    return predict

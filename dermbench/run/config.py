@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermbench.components import Method, build_options
+from dermbench.components import Method
 from dermbench.errors import ConfigError
+from dermbench.plugins.options import build_options
+from dermbench.predict.tta import VIEWS as TTA_VIEWS
+from dermbench.stages.augment import POLICIES as AUGMENT_POLICIES
+from dermbench.stages.selection import MODES as SELECT_MODES
 from dermbench.tasks import Task
 
 PROFILES = ("smoke", "quick", "uniform", "paper")
@@ -46,8 +50,8 @@ HARNESS_PROFILES: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    task: str = "ham7"
-    method: str = "erm"
+    task: str = ""  # always set by resolve_config
+    method: str = ""
     profile: str = "quick"
     data: Mapping[str, str] = field(default_factory=dict)  # adapter name -> path; empty = synthetic
     test_data: Mapping[str, str] = field(default_factory=dict)  # extra external test sets
@@ -183,6 +187,32 @@ def resolve_config(
     return cfg
 
 
+def merge_settings(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` on top; ``options`` are merged key by key, not replaced."""
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = {**out.get(k, {}), **v} if k == "options" else v
+    return out
+
+
+def resolve_run(
+    plugins: Any,
+    task_name: str | None,
+    method_name: str | None,
+    file_settings: Mapping[str, Any] | None = None,
+    cli_settings: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """A run's config from names: the task (a name or a .toml file) and method, or the defaults
+    the plugins name, then :func:`resolve_config`."""
+    from dermbench.tasks import resolve_task
+
+    file_settings = dict(file_settings or {})
+    reg = plugins.registries
+    task = resolve_task(task_name or file_settings.get("task") or plugins.default("tasks"), reg.tasks)
+    method = reg.methods.get(method_name or file_settings.get("method") or plugins.default("methods"))
+    return resolve_config(task, method, file_settings, cli_settings)
+
+
 def validate(cfg: RunConfig) -> None:
     if cfg.image_size < 16:
         raise ConfigError(f"image_size must be >= 16, got {cfg.image_size}")
@@ -190,12 +220,13 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    if cfg.select not in ("last", "val_macro_f1", "val_loss", "val_accuracy"):
-        raise ConfigError(f"select must be last, val_macro_f1, val_loss or val_accuracy, got {cfg.select!r}")
-    if cfg.augment not in ("none", "flips", "standard"):
-        raise ConfigError(f"augment must be none, flips or standard, got {cfg.augment!r}")
-    if cfg.tta not in ("none", "flips", "flips_rot90"):
-        raise ConfigError(f"tta must be none, flips or flips_rot90, got {cfg.tta!r}")
+    for setting, value, allowed in (
+        ("select", cfg.select, tuple(SELECT_MODES)),
+        ("augment", cfg.augment, AUGMENT_POLICIES),
+        ("tta", cfg.tta, tuple(TTA_VIEWS)),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")
     for key in cfg.options:
         if "." not in key:
             raise ConfigError(f"option {key!r}: expected SLOT.NAME, e.g. loss.gamma or optimizer.lr")

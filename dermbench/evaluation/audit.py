@@ -2,7 +2,7 @@
 threshold recalibration.
 
 ITA (Chardon et al. 1991; Del Bino et al. 2013) is computed from the decoded images of the run
-(skin outside the lesion, see :mod:`dermbench.ita`) and cached beside them, so it is computed
+(skin outside the lesion, see :mod:`dermbench.evaluation.ita`) and cached beside them, so it is computed
 once per dataset and resolution. The audit follows Rumale et al.: light (ITA > 28) vs dark
 (ITA <= 28) groups, per-group AUC / recall / precision / F1 / false-negative rate, gaps with
 bootstrap intervals, and a threshold recalibration chosen on validation only.
@@ -26,7 +26,7 @@ ALIASES = {"fitzpatrick": "skin_type"}
 
 def ita_column(images: np.ndarray, identity: str, cache_dir: Path) -> np.ndarray:
     """ITA per image, cached under ``cache_dir`` keyed by the images' identity."""
-    from dermbench.ita import ita_for_images
+    from dermbench.evaluation.ita import ita_for_images
 
     key = hashlib.sha256(f"ita-v1|{identity}|{images.shape}".encode()).hexdigest()[:32]
     path = cache_dir / f"ita-{key}.npy"
@@ -44,7 +44,7 @@ def ita_column(images: np.ndarray, identity: str, cache_dir: Path) -> np.ndarray
 
 def group_values(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, dict[str, Any]]:
     """The group label of every row for one grouping name, and how it was made."""
-    from dermbench.ita import ita_groups
+    from dermbench.evaluation.ita import ita_groups
 
     if name in SKIN_TONE_SCHEMES:
         if "ita" not in frame.columns:
@@ -81,8 +81,8 @@ def audit_run(
     n_boot: int = 1000,
 ) -> dict[str, Any]:
     """Audit every scored split except train; recalibrate on validation (ITA groups first)."""
-    from dermbench.fairness import fairness_audit
-    from dermbench.recalibration import recalibrate_thresholds, recalibration_report
+    from dermbench.evaluation.fairness import fairness_audit
+    from dermbench.evaluation.recalibration import recalibrate_thresholds, recalibration_report
 
     check_groups(task, groups)
     if threshold is None:

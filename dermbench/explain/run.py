@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermbench.components import ModelContext, build_options
-from dermbench.config import RunConfig
 from dermbench.errors import DataError, DermbenchError
-from dermbench.record import read_record, write_json_atomic
+from dermbench.plugins.contract import ExplainerContext, ModelContext
+from dermbench.plugins.options import build_options
+from dermbench.run.config import RunConfig
+from dermbench.run.record import RECORD_NAME, read_record, write_json_atomic
+from dermbench.stages.checkpoints import LAST, best_name, load_weights
 
 CATEGORIES = ("tp", "fp", "fn", "tn")
 
@@ -45,30 +47,16 @@ def _scored_checkpoint(run_dir: Path, record: dict) -> list[str]:
     """The scored model of a run whose record names none: its best or last training checkpoint."""
     ckpt = run_dir / "checkpoints"
     stages = len(record["method"]["recipe"]["stages"])
-    best = ckpt / f"best-{stages - 1}.pt"
+    best = ckpt / best_name(stages - 1)
     if record["config"].get("ensemble", "none") == "none":
         if record["config"]["select"] != "last" and best.is_file():
             return [str(best.relative_to(run_dir))]
-        if record["config"]["select"] == "last" and (ckpt / "last.pt").is_file():
-            return [str((ckpt / "last.pt").relative_to(run_dir))]
+        if record["config"]["select"] == "last" and (ckpt / LAST).is_file():
+            return [str((ckpt / LAST).relative_to(run_dir))]
     raise DermbenchError(f"{run_dir}: no saved model to explain (checkpoints/ is missing or incomplete)")
 
 
-def explain_run(
-    run_dir: str | Path,
-    n: int = 8,
-    split: str = "test",
-    progress: bool = True,
-    log: Any = print,
-    explainer: str = "gradcampp",
-    explainer_options: dict[str, Any] | None = None,
-) -> dict:
-    from dermbench.builtin.models import build_model
-    from dermbench.data.prepare import prepare_data
-    from dermbench.plugins import get_plugins
-    from dermbench.tasks import resolve_task
-
-    run_dir = Path(run_dir)
+def _finished_record(run_dir: Path, split: str) -> dict:
     record = read_record(run_dir)
     if record["status"] != "complete":
         raise DermbenchError(f"{run_dir}: the run is not complete; finish it with --resume first")
@@ -76,11 +64,15 @@ def explain_run(
         raise DermbenchError(
             f"{run_dir}: no predictions for split {split!r} (has: {', '.join(record['predictions'])})"
         )
-    config = dict(record["config"])
-    config["groups"] = tuple(config.get("groups") or ())
-    cfg = build_options(RunConfig, config, where="record config")
-    reg = get_plugins().registries
-    task = resolve_task(cfg.task, reg.tasks)
+    return record
+
+
+def _split_images(
+    cfg: RunConfig, task: Any, reg: Any, record: dict, split: str, progress: bool
+) -> np.ndarray:
+    """The split's decoded images, rebuilt from the record and checked against its fingerprint."""
+    from dermbench.data.prepare import prepare_data
+
     data = prepare_data(cfg, task, reg, progress=progress)
     if split.startswith("external:") or split == "test":
         ours = data.info["splits"][split]["fingerprint"]
@@ -89,25 +81,34 @@ def explain_run(
             raise DataError(
                 f"the data of {split!r} changed since the run (fingerprint {ours[:12]} != {theirs[:12]})"
             )
-    images = data.splits[split].images.numpy()
-    preds = pd.read_csv(run_dir / record["predictions"][split])
-    models = record.get("artifacts", {}).get("models") or _scored_checkpoint(run_dir, record)
-    model = build_model(
-        cfg.model,
-        ModelContext(task.num_classes, cfg.image_size, "random"),
-        reg.models,
-        cfg.component_options("model"),
-    )
-    model.load_state_dict(torch.load(run_dir / models[0], map_location="cpu", weights_only=True)["model"])
-    model.eval()
-    explain = reg.explainers.get(explainer).build(explainer_options or {})
+    return data.splits[split].images.numpy()
 
-    category, positive, targets = _categories(preds, record, split)
-    p_pos = (
-        preds[f"p_{task.classes[positive]}"]
-        if positive >= 0
-        else preds[[f"p_{c}" for c in task.classes]].max(1)
-    )
+
+def _scored_model(
+    run_dir: Path, record: dict, cfg: RunConfig, task: Any, reg: Any
+) -> tuple[torch.nn.Module, str]:
+    from dermbench.models.build import build_model
+
+    models = record.get("artifacts", {}).get("models") or _scored_checkpoint(run_dir, record)
+    ctx = ModelContext(task.num_classes, cfg.image_size, "random")
+    model = build_model(cfg.model, ctx, reg.models, cfg.component_options("model"))
+    model.load_state_dict(load_weights(run_dir / models[0]))
+    model.eval()
+    return model, models[0]
+
+
+def _overlays(
+    explain: Any,
+    model: Any,
+    images: np.ndarray,
+    preds: pd.DataFrame,
+    category: pd.Series,
+    targets: np.ndarray,
+    p_pos: pd.Series,
+    n: int,
+    run_dir: Path,
+) -> list[dict]:
+    """Up to ``n`` overlays per category, the most confident errors and hits first."""
     cams: list[dict] = []
     for cat in sorted(set(category)):
         rows = preds.index[category == cat]
@@ -126,26 +127,64 @@ def explain_run(
                     "path": str(Path(path).relative_to(run_dir)),
                 }
             )
-    record.setdefault("artifacts", {})["cams"] = cams
-    record["artifacts"]["cams_model"] = models[0]
+    return cams
+
+
+def _false_negatives(preds: pd.DataFrame, category: pd.Series, positive: str, cams: list[dict]) -> list[dict]:
+    """Every false negative, least confident first, with its subgroup columns and overlay."""
+    cam_of = {c["image_id"]: c["path"] for c in cams}
+    fn = preds[category == "fn"]
+    group_cols = [c for c in ("ita", "skin_type", "sex", "dataset") if c in fn.columns]
+    return [
+        {
+            "image_id": str(row["image_id"]),
+            "label": str(row["label_name"]),
+            "probability": float(row[f"p_{positive}"]),
+            **{c: (None if pd.isna(row[c]) else row[c]) for c in group_cols},
+            "cam": cam_of.get(str(row["image_id"])),
+        }
+        for _, row in fn.sort_values(f"p_{positive}").iterrows()
+    ]
+
+
+def explain_run(
+    run_dir: str | Path,
+    n: int = 8,
+    split: str = "test",
+    progress: bool = True,
+    log: Any = print,
+    explainer: str | None = None,
+    explainer_options: dict[str, Any] | None = None,
+) -> dict:
+    from dermbench.plugins import get_plugins
+    from dermbench.tasks import resolve_task
+
+    run_dir = Path(run_dir)
+    record = _finished_record(run_dir, split)
+    config = {**record["config"], "groups": tuple(record["config"].get("groups") or ())}
+    cfg = build_options(RunConfig, config, where="record config")
+    plugins = get_plugins()
+    reg = plugins.registries
+    task = resolve_task(cfg.task, reg.tasks)
+    images = _split_images(cfg, task, reg, record, split, progress)
+    preds = pd.read_csv(run_dir / record["predictions"][split])
+    model, model_path = _scored_model(run_dir, record, cfg, task, reg)
+    ctx = ExplainerContext(list(task.classes), cfg.image_size)
+    explain = reg.explainers.build(explainer or plugins.default("explainers"), explainer_options or {}, ctx)
+    category, positive, targets = _categories(preds, record, split)
     if positive >= 0:
-        cam_of = {c["image_id"]: c["path"] for c in cams}
-        fn = preds[category == "fn"]
-        group_cols = [c for c in ("ita", "skin_type", "sex", "dataset") if c in fn.columns]
+        p_pos = preds[f"p_{task.classes[positive]}"]
+    else:
+        p_pos = preds[[f"p_{c}" for c in task.classes]].max(axis=1)
+    cams = _overlays(explain, model, images, preds, category, targets, p_pos, n, run_dir)
+    record.setdefault("artifacts", {})["cams"] = cams
+    record["artifacts"]["cams_model"] = model_path
+    if positive >= 0:
         record["error_analysis"] = {
             "split": split,
             "threshold": record["metrics"][split]["operating_point"]["threshold"],
-            "false_negatives": [
-                {
-                    "image_id": str(row["image_id"]),
-                    "label": str(row["label_name"]),
-                    "probability": float(row[f"p_{task.classes[positive]}"]),
-                    **{c: (None if pd.isna(row[c]) else row[c]) for c in group_cols},
-                    "cam": cam_of.get(str(row["image_id"])),
-                }
-                for _, row in fn.sort_values(f"p_{task.classes[positive]}").iterrows()
-            ],
+            "false_negatives": _false_negatives(preds, category, task.classes[positive], cams),
         }
-    write_json_atomic(run_dir / "record.json", record)
+    write_json_atomic(run_dir / RECORD_NAME, record)
     log(f"wrote {len(cams)} overlays under {run_dir / 'cams'}")
     return record

@@ -14,6 +14,7 @@ from typing import Any
 
 from dermbench import __version__
 from dermbench.errors import ConfigError, DermbenchError
+from dermbench.plugins.contract import CONTRACTS
 
 RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--profile", {"help": "smoke | quick (default) | uniform | paper"}),
@@ -71,7 +72,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
-    from dermbench.config import parse_assignments
+    from dermbench.run.config import parse_assignments
 
     out = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in RUN_FLAGS}
     out["skip_bad_images"] = args.skip_bad_images
@@ -85,22 +86,12 @@ def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _resolve(task_name: str, method_name: str, args: argparse.Namespace, extra: dict | None = None) -> Any:
-    from dermbench.config import read_config_file, resolve_config
+def _resolve(task_name: str | None, method_name: str | None, args: argparse.Namespace) -> Any:
     from dermbench.plugins import get_plugins
-    from dermbench.tasks import resolve_task
+    from dermbench.run.config import read_config_file, resolve_run
 
-    reg = get_plugins().registries
     file_settings = read_config_file(args.config) if args.config else {}
-    task = resolve_task(task_name or file_settings.get("task", "ham7"), reg.tasks)
-    method = reg.methods.get(method_name or file_settings.get("method", "erm"))
-    cli = _cli_settings(args)
-    for k, v in (extra or {}).items():
-        if k == "options":
-            cli["options"] = {**cli.get("options", {}), **v}
-        else:
-            cli[k] = v
-    return resolve_config(task, method, file_settings, cli)
+    return resolve_run(get_plugins(), task_name, method_name, file_settings, _cli_settings(args))
 
 
 def _warn_plugin_failures() -> None:
@@ -111,9 +102,9 @@ def _warn_plugin_failures() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from dermbench.cli.textreport import format_record
     from dermbench.plugins import get_plugins
-    from dermbench.run import execute
-    from dermbench.textreport import format_record
+    from dermbench.run.pipeline import execute
 
     _warn_plugin_failures()
     cfg = _resolve(args.task, args.method, args)
@@ -135,7 +126,7 @@ def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
     A bare name that is not a run setting is taken as a loss option, the common case.
     ``alpha+beta=0.5,1.0`` ties keys: both take 0.5, then both 1.0.
     """
-    from dermbench.config import FIELDS, parse_assignments
+    from dermbench.run.config import FIELDS, parse_assignments
 
     def canonical(name: str) -> str:
         name = name.strip().replace("-", "_")
@@ -150,16 +141,54 @@ def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
     return grid
 
 
+def _split_list(s: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (s or "").split(",") if x.strip())
+
+
+def sweep_request(args: argparse.Namespace) -> Any:
+    """The typed sweep request the ``sweep`` flags describe."""
+    from dermbench.launch.sweep import SweepRequest
+    from dermbench.run.config import read_config_file
+
+    try:
+        seeds = tuple(int(s) for s in _split_list(args.seeds))
+    except ValueError:
+        raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    return SweepRequest(
+        tasks=_split_list(args.tasks),
+        methods=_split_list(args.methods),
+        seeds=seeds,
+        grid=parse_grid(args.grid),
+        preset=args.preset,
+        settings=_cli_settings(args),
+        file_settings=read_config_file(args.config) if args.config else {},
+        force=args.force,
+        quiet=args.quiet,
+        summary_csv=args.summary_csv,
+    )
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from dermbench.sweep import run_sweep
+    from dermbench.cli.textreport import table
+    from dermbench.launch.sweep import run_sweep
+    from dermbench.plugins import get_plugins
 
     _warn_plugin_failures()
-    return run_sweep(args, _resolve, parse_grid(args.grid))
+    result = run_sweep(sweep_request(args), get_plugins())
+    if result.rows:
+        print("\n" + table(result.rows, result.header))
+    if result.failures:
+        print(
+            f"dermbench: {len(result.failures)} of {result.planned} sweep runs failed (see above)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from dermbench.record import read_record
-    from dermbench.textreport import format_record
+    from dermbench.cli.textreport import format_record
+    from dermbench.run.record import read_record
 
     record = read_record(args.run)
     if args.json:
@@ -174,12 +203,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     plugins = get_plugins()
     reg = plugins.registries
-    from dermbench.components import KINDS
-
     for info in plugins.info:
         provided = [
             f"{k}: {', '.join(n for n in reg.of(k).names() if reg.of(k).get(n).plugin == info.name)}"
-            for k in KINDS
+            for k in CONTRACTS
         ]
         provided = [p for p in provided if not p.endswith(": ")]
         status = f"FAILED: {info.error}" if info.error else "; ".join(provided) or "(registers nothing)"
@@ -207,7 +234,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from dermbench.explain_run import explain_run
+    from dermbench.explain.run import explain_run
 
     record = explain_run(
         args.run, n=args.n, split=args.split, progress=not args.quiet, explainer=args.explainer
@@ -262,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder")
     p.add_argument("--n", type=int, default=8, help="overlays per category (tp, fp, fn, tn)")
     p.add_argument("--split", default="test", help="split to explain (default test)")
-    p.add_argument("--explainer", default="gradcampp", help="a registered explainer (default gradcampp)")
+    p.add_argument("--explainer", help="a registered explainer (default: the plugins' default, gradcampp)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_explain)
 
@@ -296,10 +323,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dermbench: interrupted; what was written is kept (continue with --resume)", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def entry() -> None:

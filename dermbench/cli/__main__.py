@@ -1,0 +1,5 @@
+"""``python -m dermbench.cli``: the ``dermbench`` command."""
+
+from dermbench.cli.main import entry
+
+entry()

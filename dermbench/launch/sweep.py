@@ -1,0 +1,155 @@
+"""Sweeps: tasks x methods x option values x seeds, each a normal run, then a summary table.
+
+A run whose resolved config already has a complete record is not run again, so a sweep that was
+stopped is continued by running the same command. A sweep is asked for with a typed
+:class:`SweepRequest`; the command line is one way to build one.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dermbench.errors import DermbenchError
+from dermbench.evaluation.metrics import resolve_metric
+
+DEFAULT_COLUMNS = ("macro_f1", "balanced_accuracy")
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """What to sweep. Empty ``tasks``/``methods`` take the preset's, else the plugins' defaults.
+
+    ``settings`` are run settings applied to every run (as CLI flags would be), ``file_settings``
+    those of a ``--config`` file; grid points and seeds go on top of both.
+    """
+
+    tasks: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    grid: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    preset: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    file_settings: Mapping[str, Any] = field(default_factory=dict)
+    force: bool = False
+    quiet: bool = False
+    summary_csv: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    records: list[dict]
+    header: list[str]
+    rows: list[list[str]]
+    failures: list[tuple[str, str]]
+    planned: int
+
+
+def grid_points(grid: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
+    keys = list(grid)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())] or [{}]
+
+
+def point_settings(point: Mapping[str, str]) -> dict[str, Any]:
+    """Run settings of one grid point; ``a+b`` keys give both settings the value."""
+    out: dict[str, Any] = {}
+    for tied, v in point.items():
+        for k in tied.split("+"):
+            if "." in k:
+                out.setdefault("options", {})[k] = v
+            else:
+                out[k] = v
+    return out
+
+
+def _cell(values: list[Any]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "undef"
+    if len(values) == 1:
+        return f"{values[0]:.4f}" if isinstance(values[0], float) else str(values[0])
+    return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
+
+
+def summarise(
+    records: list[dict],
+    point_of: dict[str, dict[str, str]],
+    columns: Sequence[str] = (),
+    method_order: Sequence[str] = (),
+) -> tuple[list[str], list[list[str]]]:
+    """Mean +- std over seeds of test metrics per (task, method, grid point).
+
+    The task's primary metric comes first, then ``columns`` (dotted paths into the test
+    metrics, e.g. ``operating_point.fn``), or macro-F1 and balanced accuracy by default.
+    """
+    cells: dict[tuple, list[dict]] = {}
+    for r in records:
+        key = (r["task"]["name"], r["method"]["name"], tuple(sorted(point_of[r["run_id"]].items())))
+        cells.setdefault(key, []).append(r)
+    rank = {m: i for i, m in enumerate(method_order)}
+    primary = records[0]["task"]["primary_metric"] if records else "macro_f1"
+    cols = list(dict.fromkeys([primary, *(columns or DEFAULT_COLUMNS)]))
+    rows = []
+    for (task, method, point), rs in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], rank.get(kv[0][1], 99), kv[0])
+    ):
+        values = [_cell([resolve_metric(r["metrics"]["test"], c) for r in rs]) for c in cols]
+        setting = ", ".join(f"{k}={v}" for k, v in point) or "-"
+        rows.append([task, method, setting, str(len(rs)), *values])
+    return ["task", "method", "setting", "seeds", *cols], rows
+
+
+def plan(request: SweepRequest, plugins: Any, log: Callable[..., Any]) -> tuple[list[tuple], Any]:
+    """Every (task, method, grid point, seed) of the request, and its preset (or None)."""
+    preset = plugins.registries.sweeps.get(request.preset) if request.preset else None
+    grid = dict(request.grid)
+    if preset is not None:
+        grid = {**{k: list(v) for k, v in preset.grid.items()}, **grid}
+        log(f"preset {preset.name}: {preset.summary}")
+    tasks = request.tasks or (preset.tasks if preset else (plugins.default("tasks"),))
+    methods = request.methods or (preset.methods if preset else (plugins.default("methods"),))
+    points = grid_points(grid)
+    runs = [(t, m, p, s) for t in tasks for m in methods for p in points for s in request.seeds]
+    log(
+        f"sweep: {len(runs)} runs ({len(tasks)} tasks x {len(methods)} methods x {len(points)} settings x {len(request.seeds)} seeds)"
+    )
+    return runs, preset
+
+
+def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = print) -> SweepResult:
+    """Run every planned run that is not already recorded; a failed run is reported, not fatal."""
+    from dermbench.run.config import merge_settings, resolve_run
+    from dermbench.run.pipeline import execute
+
+    runs, preset = plan(request, plugins, log)
+    records, point_of, failures = [], {}, []
+    for i, (task, method, point, seed) in enumerate(runs, 1):
+        label = f"[{i}/{len(runs)}] {task} {method} seed {seed} " + " ".join(
+            f"{k}={v}" for k, v in point.items()
+        )
+        try:
+            settings = merge_settings(request.settings, {**point_settings(point), "seed": seed})
+            cfg = resolve_run(plugins, task, method, request.file_settings, settings)
+            log(label)
+            record, _ = execute(
+                cfg, plugins, resume=True, force=request.force, progress=not request.quiet, log=log
+            )
+        except DermbenchError as exc:
+            log(f"{label}: FAILED: {exc}")
+            failures.append((label, str(exc)))
+            continue
+        records.append(record)
+        point_of[record["run_id"]] = point
+    header, rows = [], []
+    if records:
+        header, rows = summarise(
+            records, point_of, preset.columns if preset else (), preset.methods if preset else ()
+        )
+        if request.summary_csv:
+            with open(request.summary_csv, "w", newline="") as fh:
+                csv.writer(fh).writerows([header, *rows])
+    return SweepResult(records, header, rows, failures, len(runs))

@@ -1,0 +1,1 @@
+"""Building the model a run trains: a registered architecture or any timm model, initialised as asked."""

@@ -1,0 +1,349 @@
+"""The plugin contract as code: every context a factory receives, and every factory's signature.
+
+Each component kind has a factory ``Protocol`` (what the core calls the registered factory with)
+and, where the factory returns something the core calls in turn, a ``Protocol`` of that product
+(a loss, a sampler, a predictor...). ``CONTRACTS`` maps each kind to both. The core builds
+components only through :meth:`dermbench.plugins.registry.Registry.build`, which checks the
+arguments against the kind's factory protocol before calling, so a core that drifts from this
+module fails at once; ``tests/test_contract.py`` also checks every product call by calling real
+spies through a real run, and ``docs/plugins.md`` is checked against ``CONTRACTS``.
+
+Contexts are frozen: a factory reads them and returns what it made; nothing is passed back by
+writing into a context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dermbench.data.records import DatasetRecords
+from dermbench.data.split_data import SplitData
+from dermbench.tasks import Task
+
+# --- contexts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What a model factory knows: the output size, the input size and how to initialise."""
+
+    num_classes: int
+    image_size: int
+    init: str  # "imagenet" | "random" | a weights file path
+    in_chans: int = 3
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """``class_counts`` are the training split's counts in the task's class order."""
+
+    num_classes: int
+    class_counts: list[int]
+    classes: list[str]
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class OptimContext:
+    """The run's learning rate and weight decay (``None``: the component's default) and the budget."""
+
+    lr: float | None
+    weight_decay: float | None
+    epochs: int
+    steps_per_epoch: int
+
+
+@dataclass(frozen=True)
+class PosthocContext:
+    """What a post-hoc step knows of the task: its classes and its decision point, if any."""
+
+    classes: list[str]
+    positive_class: str | None = None
+    recall_constraint: float | None = None
+
+
+@dataclass(frozen=True)
+class PredictorContext:
+    """A predictor runs on ``device``; it returns probabilities over ``classes``."""
+
+    classes: list[str]
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class ExplainerContext:
+    """An explainer writes its overlays for a model trained on ``classes`` at ``image_size``."""
+
+    classes: list[str]
+    image_size: int
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """A batch transform mixes images of a task with ``num_classes`` classes."""
+
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage runner gets: the model to train in place and everything around it.
+
+    ``history`` holds the rows of earlier stages (and of this one, when resumed); the stage hands
+    each new row to ``on_epoch_end`` and returns a :class:`StageResult`. ``resume_state`` is the
+    stage's own last checkpoint when the run resumes inside this stage, else ``None``.
+    """
+
+    model: nn.Module
+    train: SplitData
+    val: SplitData
+    task: Task
+    cfg: Any  # dermbench.run.config.RunConfig
+    recipe: Any  # dermbench.components.StageRecipe
+    stage_index: int
+    registries: Any  # dermbench.plugins.registry.Registries
+    device: torch.device
+    checkpoint_dir: Path
+    seed: int
+    history: tuple[dict, ...] = ()
+    on_epoch_end: Callable[[dict], None] = lambda row: None
+    resume_state: Mapping[str, Any] | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage hands back: the epoch whose weights the model now holds, and its new rows."""
+
+    best_epoch: int | None
+    history: tuple[dict, ...] = ()
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class MixedBatch:
+    """A batch after a batch transform: the loss is ``sum(w * loss(logits, y) for y, w in targets)``.
+
+    Mixup and CutMix mix each image with another of the batch, so the target is a convex
+    combination of two labels; interpolating the loss (as the reference implementations do)
+    works with any loss that takes class indices, LDAM and LMF included.
+    """
+
+    images: torch.Tensor
+    targets: tuple[tuple[torch.Tensor, float], ...]
+
+
+# --- factory and product signatures ----------------------------------------------------------
+
+
+class DatasetFactory(Protocol):
+    def __call__(self, options: Any, path: str | None, /) -> DatasetRecords: ...
+
+
+class ModelFactory(Protocol):
+    def __call__(self, options: Any, ctx: ModelContext, /) -> nn.Module: ...
+
+
+class LossFactory(Protocol):
+    def __call__(self, options: Any, ctx: LossContext, /) -> nn.Module: ...
+
+
+class Loss(Protocol):
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, /) -> torch.Tensor: ...
+
+
+class OptimizerFactory(Protocol):
+    def __call__(self, options: Any, param_groups: list, ctx: OptimContext, /) -> torch.optim.Optimizer: ...
+
+
+class SchedulerFactory(Protocol):
+    def __call__(self, options: Any, optimizer: torch.optim.Optimizer, ctx: OptimContext, /) -> Any: ...
+
+
+class SamplerFactory(Protocol):
+    def __call__(self, options: Any, labels: np.ndarray, ctx: OptimContext, /) -> Sampler: ...
+
+
+class Sampler(Protocol):
+    def epoch_indices(self, seed: int, /) -> np.ndarray: ...
+
+
+class BatchTransformFactory(Protocol):
+    def __call__(self, options: Any, ctx: BatchContext, /) -> BatchTransform: ...
+
+
+class BatchTransform(Protocol):
+    def __call__(
+        self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator, /
+    ) -> MixedBatch: ...
+
+
+class StageFactory(Protocol):
+    def __call__(self, options: Any, ctx: StageContext, /) -> StageResult: ...
+
+
+class PosthocFactory(Protocol):
+    def __call__(self, options: Any, ctx: PosthocContext, /) -> PosthocStep: ...
+
+
+class PosthocStep(Protocol):
+    key: str
+
+    def fit(self, y: np.ndarray, probs: np.ndarray, frame: pd.DataFrame, /) -> Any: ...
+
+    def apply(self, y: np.ndarray, probs: np.ndarray, frame: pd.DataFrame, /) -> dict: ...
+
+
+class PredictorFactory(Protocol):
+    def __call__(self, options: Any, ctx: PredictorContext, /) -> Predictor: ...
+
+
+class Predictor(Protocol):
+    def __call__(self, model: nn.Module, images: torch.Tensor, batch_size: int, /) -> np.ndarray: ...
+
+
+class ExplainerFactory(Protocol):
+    def __call__(self, options: Any, ctx: ExplainerContext, /) -> Explainer: ...
+
+
+class Explainer(Protocol):
+    def __call__(
+        self, model: nn.Module, images: np.ndarray, targets: list, out_dir: Path, names: list, /
+    ) -> list: ...
+
+
+class MetricFactory(Protocol):
+    def __call__(self, options: Any, task: Task, /) -> Metric: ...
+
+
+class Metric(Protocol):
+    def __call__(self, y: np.ndarray, probs: np.ndarray, frame: pd.DataFrame, /) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One component kind: what is registered, how its factory is called, what the core calls."""
+
+    kind: str
+    registers: str  # the class handed to ``register``
+    factory: type | None = None
+    product: type | None = None
+    product_method: str = "__call__"
+    summary: str = ""
+    extra: Sequence[str] = field(default_factory=tuple)
+
+
+CONTRACTS: dict[str, Contract] = {
+    c.kind: c
+    for c in (
+        Contract("datasets", "Component", DatasetFactory, summary="read a dataset's published layout"),
+        Contract("tasks", "Task", summary="label spaces and mappings (or a tasks/*.toml file)"),
+        Contract("models", "Component", ModelFactory, summary="architectures beyond timm"),
+        Contract("losses", "Component", LossFactory, Loss, summary="training objectives"),
+        Contract("optimizers", "Component", OptimizerFactory, summary="optimisers over parameter groups"),
+        Contract("schedulers", "Component", SchedulerFactory, summary="lr schedules, stepped once per epoch"),
+        Contract("samplers", "Component", SamplerFactory, Sampler, "epoch_indices", "the order of an epoch"),
+        Contract(
+            "batch_transforms", "Component", BatchTransformFactory, BatchTransform, summary="mixing batches"
+        ),
+        Contract("stages", "Component", StageFactory, summary="a training stage (pretrain, train, finetune)"),
+        Contract("posthoc", "Component", PosthocFactory, PosthocStep, "apply", "fit on val, applied to all"),
+        Contract("predictors", "Component", PredictorFactory, Predictor, summary="test-time augmentation"),
+        Contract("explainers", "Component", ExplainerFactory, Explainer, summary="saliency overlays"),
+        Contract("metrics", "Component", MetricFactory, Metric, summary="extra metrics on every split"),
+        Contract("methods", "Method", summary="a recipe naming components and their defaults"),
+        Contract("sweeps", "SweepPreset", summary="a named grid of runs"),
+    )
+}
+
+
+# --- checking a call against a signature ------------------------------------------------------
+
+
+class ContractError(AssertionError):
+    """The core called a factory or product with arguments its documented signature does not take."""
+
+
+def signature_of(protocol: type, method: str = "__call__") -> inspect.Signature:
+    """The documented signature (without ``self``), with annotations resolved to objects."""
+    fn = getattr(protocol, method)
+    hints = typing.get_type_hints(fn)
+    sig = inspect.signature(fn)
+    params = [p.replace(annotation=hints.get(p.name, Any)) for p in list(sig.parameters.values())[1:]]
+    return sig.replace(parameters=params, return_annotation=hints.get("return", Any))
+
+
+def describe(protocol: type, method: str = "__call__") -> str:
+    """``factory(options, ctx: LossContext) -> Module``: the form ``docs/plugins.md`` shows."""
+    sig = signature_of(protocol, method)
+    args = [
+        p.name if p.annotation is Any else f"{p.name}: {_name(p.annotation)}" for p in sig.parameters.values()
+    ]
+    return f"({', '.join(args)}) -> {_name(sig.return_annotation)}"
+
+
+def _name(hint: Any) -> str:
+    if hint is Any:
+        return "Any"
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join(_name(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", str(hint))
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the annotated type (generics by their origin, Protocols by shape)."""
+    if hint is Any:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint) or hint
+    if getattr(origin, "_is_protocol", False):
+        return True  # a protocol argument is checked where it is called
+    return isinstance(value, origin) if isinstance(origin, type) else True
+
+
+def check_call(protocol: type, args: Sequence[Any], method: str = "__call__") -> list[str]:
+    """What is wrong with calling ``protocol.method(*args)``: an empty list when nothing is."""
+    sig = signature_of(protocol, method)
+    try:
+        bound = sig.bind(*args)
+    except TypeError as exc:
+        return [f"{protocol.__name__}{describe(protocol, method)} cannot take {len(args)} argument(s): {exc}"]
+    problems = []
+    for name, value in bound.arguments.items():
+        hint = sig.parameters[name].annotation
+        if not matches(value, hint):
+            problems.append(
+                f"{protocol.__name__}: argument {name} should be {_name(hint)}, got {type(value).__name__}"
+            )
+    return problems
+
+
+def check_factory_call(kind: str, args: Sequence[Any]) -> None:
+    """Raise :class:`ContractError` when the core calls a ``kind`` factory against its contract."""
+    contract = CONTRACTS[kind]
+    if contract.factory is None:
+        raise ContractError(f"{kind} are registered as {contract.registers} objects, not built")
+    problems = check_call(contract.factory, args)
+    if problems:
+        raise ContractError(f"core call of a {kind} factory breaks its contract: {'; '.join(problems)}")
+
+
+def is_frozen(cls: type) -> bool:
+    return dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]

@@ -1,0 +1,82 @@
+"""Typed component options: a frozen dataclass per component, parsed from strings and checked.
+
+``--opt loss.gamma=2`` arrives as the string ``"2"``; :func:`build_options` parses it by the
+field's type and refuses a name the dataclass does not have, listing the ones it does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from dermbench.errors import ConfigError
+
+
+def _parse_value(kind: Any, raw: Any, where: str, name: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if raw.lower() in ("none", "null", ""):
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _parse_value(non_none[0], raw, where, name)
+    try:
+        if kind is bool:
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind in (int, float, str):
+            return kind(raw)
+        if origin in (tuple, list) or kind in (tuple, list):
+            inner = args[0] if args else str
+            return tuple(_parse_value(inner, p.strip(), where, name) for p in raw.split(",") if p.strip())
+    except ValueError:
+        raise ConfigError(
+            f"option {where}.{name}: cannot read {raw!r} as {getattr(kind, '__name__', kind)}"
+        ) from None
+    return raw
+
+
+def build_options(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """Instantiate an options dataclass, refusing unknown names and parsing string values."""
+    if not dataclasses.is_dataclass(cls):
+        raise ConfigError(f"{where}: options must be a dataclass, got {cls!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)} (known: {listed})")
+    parsed = {k: _parse_value(hints.get(k, str), v, where, k) for k, v in values.items()}
+    return cls(**parsed)
+
+
+def describe_options(cls: type) -> list[dict[str, Any]]:
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        kind = hints.get(f.name, str)
+        rows.append(
+            {
+                "name": f.name,
+                "type": getattr(kind, "__name__", str(kind)),
+                "default": default,
+                "help": f.metadata.get("help", ""),
+            }
+        )
+    return rows
+
+
+def options_to_dict(opts: Any) -> dict[str, Any]:
+    return dataclasses.asdict(opts) if dataclasses.is_dataclass(opts) else {}

@@ -1,0 +1,222 @@
+"""Training a run's model(s): the method's stages in order, resumable, and the cross-validation
+ensemble (``--ensemble cvK``), whose out-of-fold predictions stand in for validation.
+
+Each fold trains from its own seed and checkpoint folder; every history row reaches the run
+record as it is made, through ``on_row``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dermbench.components import Method
+from dermbench.data.prepare import PreparedData, describe_split
+from dermbench.data.split_data import SplitData, concat_splits, subset
+from dermbench.data.splits import kfold_splits
+from dermbench.errors import ConfigError
+from dermbench.models.build import build_run_model
+from dermbench.plugins.contract import StageContext, StageResult
+from dermbench.predict.logits import build_predictor, predict_probs
+from dermbench.predict.tta import make_tta_predictor
+from dermbench.run.config import RunConfig
+from dermbench.stages.checkpoints import (
+    FINAL,
+    LAST,
+    atomic_save,
+    best_name,
+    fold_dir,
+    load_state,
+    load_weights,
+)
+from dermbench.tasks import Task
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """Everything fitting needs that does not change between folds."""
+
+    cfg: RunConfig
+    task: Task
+    method: Method
+    registries: Any
+    device: torch.device
+    checkpoint_dir: Path
+    resume: bool = False
+    progress: bool = True
+    log: Callable[..., Any] = print
+    on_row: Callable[[dict], None] = lambda row: None
+    histories: list[list[dict]] = field(default_factory=list)  # one per fold, live: the record reads it
+
+
+@dataclass
+class Fitted:
+    """The trained models, their predictions on every split and the best epoch of each."""
+
+    models: list[torch.nn.Module]
+    probs: dict[str, np.ndarray]
+    best_epoch: Any
+    histories: list[list[dict]] = field(default_factory=list)
+
+    @property
+    def history(self) -> list[dict]:
+        return [row for h in self.histories for row in h]
+
+
+def ensemble_folds(spec: str) -> int | None:
+    """``none`` -> None; ``cv3`` -> 3 (k-fold cross-validation ensemble over train + val)."""
+    if spec == "none":
+        return None
+    if spec.startswith("cv") and spec[2:].isdigit() and int(spec[2:]) >= 2:
+        return int(spec[2:])
+    raise ConfigError(f"--ensemble must be none or cvK with K >= 2 (e.g. cv3), got {spec!r}")
+
+
+def _resume_state(fc: FitContext, ckpt: Path, history: list[dict]) -> dict | None:
+    if not (fc.resume and (ckpt / LAST).exists()):
+        return None
+    state = load_state(ckpt / LAST)
+    history.extend(state["history"])
+    last = state["history"][-1]
+    fc.log(f"resuming {ckpt} after {last['stage']} epoch {last['epoch']}")
+    return state
+
+
+def _skip_stage(i: int, state: dict | None) -> bool:
+    """A stage already finished before the run was killed is not run again."""
+    return state is not None and (
+        i < state["stage_index"] or (i == state["stage_index"] and state["stage_done"])
+    )
+
+
+def fit_one(
+    fc: FitContext, train: SplitData, val: SplitData, fold: int | None, history: list[dict]
+) -> tuple[torch.nn.Module, Any]:
+    """Build a model and run the method's stages on it, resuming from its checkpoints if asked."""
+    ckpt = fold_dir(fc.checkpoint_dir, fold)
+    fc.histories.append(history)
+    state = _resume_state(fc, ckpt, history)
+    seed = fc.cfg.seed if fold is None else fc.cfg.seed * 100 + fold
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    model = build_run_model(fc.cfg, fc.task, fc.registries).to(fc.device)
+    if fc.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+
+    def on_epoch_end(row: dict) -> None:
+        if fold is not None:
+            row["fold"] = fold
+        history.append(row)
+        fc.on_row(row)
+
+    best_epoch = None
+    for i, recipe in enumerate(fc.method.stages):
+        if _skip_stage(i, state):
+            if i == state["stage_index"]:
+                model.load_state_dict(state["model"])
+                best_epoch = state["best_epoch"] or state["epoch"]
+            continue
+        own = state if state is not None and i == state["stage_index"] else None
+        result = _run_stage(fc, model, train, val, i, recipe, ckpt, seed, history, own, on_epoch_end)
+        best_epoch = result.best_epoch
+    for row in history:
+        if fold is not None:
+            row["fold"] = fold
+    _load_selected_after_resume(fc, model, ckpt, state)
+    return model, best_epoch
+
+
+def _run_stage(
+    fc: FitContext,
+    model: torch.nn.Module,
+    train: SplitData,
+    val: SplitData,
+    i: int,
+    recipe: Any,
+    ckpt: Path,
+    seed: int,
+    history: list[dict],
+    state: dict | None,
+    on_epoch_end: Callable,
+) -> StageResult:
+    ctx = StageContext(
+        model=model, train=train, val=val, task=fc.task, cfg=fc.cfg, recipe=recipe, stage_index=i,
+        registries=fc.registries, device=fc.device, checkpoint_dir=ckpt, seed=seed,
+        history=tuple(history), on_epoch_end=on_epoch_end, resume_state=state, progress=fc.progress,
+    )  # fmt: skip
+    runner = recipe.runner or fc.registries.default_of("stages")
+    values = {**recipe.options, **fc.cfg.component_options("stage")}
+    return fc.registries.stages.build(runner, values, ctx)
+
+
+def _load_selected_after_resume(
+    fc: FitContext, model: torch.nn.Module, ckpt: Path, state: dict | None
+) -> None:
+    """A run resumed after its last stage finished still scores the selected epoch."""
+    last = len(fc.method.stages) - 1
+    if state is None or state["stage_index"] != last or not state["stage_done"] or fc.cfg.select == "last":
+        return
+    best = ckpt / best_name(last)
+    if best.exists():
+        model.load_state_dict(load_weights(best, fc.device))
+
+
+def run_predictor(fc: FitContext) -> Any | None:
+    """The method's predictor component, else test-time augmentation when ``cfg.tta`` asks, else None."""
+    ref = fc.method.predictor
+    if ref is None:
+        return make_tta_predictor(fc.cfg.tta)
+    if fc.cfg.tta != "none":
+        raise ConfigError(f"method {fc.method.name!r} predicts with {ref.name!r}; --tta does not apply to it")
+    values = {**ref.options, **fc.cfg.component_options("predictor")}
+    return build_predictor(fc.registries, ref.name, values, list(fc.task.classes), fc.device)
+
+
+def predict_split(fc: FitContext, model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
+    """Class probabilities of one split through the run's predictor."""
+    return predict_probs(model, images, fc.cfg.batch_size, fc.device, run_predictor(fc))
+
+
+def fit_and_predict(fc: FitContext, data: PreparedData) -> Fitted:
+    """One model on train (scored on val), or a K-fold ensemble over train + val (scored out of fold)."""
+    k = ensemble_folds(fc.cfg.ensemble)
+    if k is None:
+        history: list[dict] = []
+        model, best_epoch = fit_one(fc, data.splits["train"], data.splits["val"], None, history)
+        probs = {name: predict_split(fc, model, s.images) for name, s in data.splits.items()}
+        return Fitted([model], probs, best_epoch, fc.histories)
+    return _fit_cv_ensemble(fc, data, k)
+
+
+def _fit_cv_ensemble(fc: FitContext, data: PreparedData, k: int) -> Fitted:
+    pool = concat_splits("val", data.splits["train"], data.splits["val"])
+    oof = np.zeros((len(pool), fc.task.num_classes))
+    fitted = Fitted([], {}, [], fc.histories)
+    for i, (rest, held_out) in enumerate(kfold_splits(pool.frame, k, seed=fc.cfg.split_seed)):
+        history: list[dict] = []
+        model, best = fit_one(fc, subset(pool, rest, "train"), subset(pool, held_out, "val"), i, history)
+        oof[held_out] = predict_split(fc, model, pool.images[torch.as_tensor(held_out)])
+        fitted.models.append(model)
+        fitted.best_epoch.append(best)
+    data.splits["val"] = pool  # scored on out-of-fold predictions
+    data.info["splits"]["val"] = {**describe_split(pool, fc.task), "out_of_fold": True}
+    fitted.probs["val"] = oof
+    for name, s in data.splits.items():
+        if name != "val":
+            fitted.probs[name] = np.mean([predict_split(fc, m, s.images) for m in fitted.models], axis=0)
+    return fitted
+
+
+def save_final_models(fitted: Fitted, checkpoint_dir: Path, ensemble: bool) -> list[Path]:
+    """The scored weights, ``final.pt`` (one per fold for an ensemble)."""
+    paths = []
+    for i, model in enumerate(fitted.models):
+        path = fold_dir(checkpoint_dir, i if ensemble else None) / FINAL
+        atomic_save({"model": model.state_dict()}, path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,167 @@
+"""One run, end to end: prepare -> train -> predict -> post-hoc -> audit -> record.
+
+Each step is a plain call into the module that owns it. The record is written when the run
+starts (status "running"), after every epoch, and when it ends (status "complete"), always
+atomically, so a killed run loses at most the epoch in progress and ``--resume`` picks up from
+the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dermbench.components import Method
+from dermbench.data.prepare import PreparedData, prepare_data
+from dermbench.errors import ConfigError
+from dermbench.evaluation.audit import audit_run, check_groups, group_values
+from dermbench.evaluation.metrics import overfitting_gap
+from dermbench.models.build import build_run_model
+from dermbench.plugins import Plugins
+from dermbench.run.config import RunConfig
+from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models
+from dermbench.run.record import RECORD_NAME, SCHEMA, environment, now, read_record, write_json_atomic
+from dermbench.run.scoring import score
+from dermbench.stages.checkpoints import LAST
+from dermbench.stages.device import device_name, pick_device
+from dermbench.tasks import Task, resolve_task
+
+
+def run_dir_for(cfg: RunConfig) -> Path:
+    return Path(cfg.out) / cfg.task / cfg.method / cfg.run_id
+
+
+def open_run_dir(cfg: RunConfig, resume: bool, force: bool, log: Any) -> tuple[Path, dict | None]:
+    """The run's folder, and its record when a complete run with the same config is already there."""
+    run_dir = run_dir_for(cfg)
+    record_path = run_dir / RECORD_NAME
+    if record_path.exists() and not force:
+        existing = read_record(record_path)
+        if existing.get("status") == "complete":
+            log(f"already complete with the same resolved config: {record_path} (use --force to run again)")
+            return run_dir, existing
+        if not resume and (run_dir / "checkpoints" / LAST).exists():
+            raise ConfigError(
+                f"an unfinished run with the same config is in {run_dir}: add --resume to continue it, "
+                f"or --force to start over"
+            )
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, None
+
+
+def prepare(cfg: RunConfig, task: Task, plugins: Plugins, progress: bool) -> PreparedData:
+    """Check everything that can fail cheaply, then decode and split the data."""
+    build_run_model(cfg, task, plugins.registries)  # a bad model, option or weights fails before decoding
+    if cfg.groups:
+        check_groups(task, cfg.groups)
+    data = prepare_data(cfg, task, plugins.registries, progress=progress)
+    for name in cfg.groups:  # a grouping the data lacks fails now, not after training
+        group_values(data.splits["test"].frame, name)
+    return data
+
+
+def new_record(
+    cfg: RunConfig, task: Task, method: Method, plugins: Plugins, data: PreparedData, device: torch.device
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "run_id": cfg.run_id,
+        "status": "running",
+        "created": now(),
+        "finished": None,
+        "seed": cfg.seed,
+        "profile": cfg.profile,
+        "protocol": cfg.profile,
+        "task": task.to_dict(),
+        "method": {
+            "name": method.name,
+            "summary": method.summary,
+            "paper": method.paper,
+            "plugin": method.plugin,
+            "plugin_version": plugins.version_of(method.plugin),
+            "recipe": method.to_dict(),
+        },
+        "config": cfg.to_dict(),
+        "environment": environment(device_name(device), plugins.versions()),
+        "data": data.info,
+        "history": [],
+        "best_epoch": None,
+        "metrics": {},
+        "overfitting_gap": None,
+        "predictions": {},
+        "artifacts": {},
+    }
+
+
+def epoch_logger(
+    record: dict, record_path: Path, fc_histories: list, plugins: Plugins, progress: bool, log: Any
+) -> Any:
+    """What happens after every epoch: the record is rewritten, plugins told, a line printed."""
+
+    def on_row(row: dict) -> None:
+        record["history"] = [r for h in fc_histories for r in h]
+        write_json_atomic(record_path, record)
+        plugins.epoch_end(record, row)
+        if progress:
+            fold = f" fold {row['fold']}" if "fold" in row else ""
+            log(
+                f"  {row['stage']}{fold} epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
+                f"{row['train_accuracy']:.3f} | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} "
+                f"macro-F1 {row['val_macro_f1']:.3f} ({row['seconds']:.1f}s)"
+            )
+
+    return on_row
+
+
+def audit(record: dict, cfg: RunConfig, task: Task, data: PreparedData, probs: dict) -> dict | None:
+    """The subgroup audit, at the operating point chosen on validation, when ``--groups`` asks."""
+    if not cfg.groups:
+        return None
+    op = record["metrics"]["val"].get("operating_point") or {}
+    frames = {n: s.frame for n, s in data.splits.items()}
+    labels = {n: s.y for n, s in data.splits.items()}
+    return audit_run(task, tuple(cfg.groups), frames, labels, probs, op.get("threshold"), cfg.seed)
+
+
+def execute(
+    cfg: RunConfig,
+    plugins: Plugins,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    log: Any = print,
+) -> tuple[dict, Path]:
+    """Run ``cfg`` and return its record and run dir. A complete run with the same config is reused."""
+    reg = plugins.registries
+    task, method = resolve_task(cfg.task, reg.tasks), reg.methods.get(cfg.method)
+    run_dir, done = open_run_dir(cfg, resume, force, log)
+    if done is not None:
+        return done, run_dir
+    device = pick_device(cfg.device)
+    data = prepare(cfg, task, plugins, progress)
+    record, record_path = new_record(cfg, task, method, plugins, data, device), run_dir / RECORD_NAME
+    write_json_atomic(record_path, record)
+    plugins.run_start(record)
+    histories: list[list[dict]] = []
+    on_row = epoch_logger(record, record_path, histories, plugins, progress, log)
+    fc = FitContext(
+        cfg, task, method, reg, device, run_dir / "checkpoints", resume, progress, log, on_row, histories
+    )
+    fitted = fit_and_predict(fc, data)
+    models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")
+    record["artifacts"]["models"] = sorted(str(p.relative_to(run_dir)) for p in models)
+    record.update(best_epoch=fitted.best_epoch, history=fitted.history)
+    record.update(score(fitted.probs, data, task, method, cfg, reg, run_dir))
+    fairness = audit(record, cfg, task, data, fitted.probs)
+    if fairness is not None:
+        record["fairness"] = fairness
+    record.update(overfitting_gap=overfitting_gap(record["history"]), status="complete", finished=now())
+    write_json_atomic(record_path, record)
+    plugins.run_finished(record, str(run_dir))
+    return record, run_dir

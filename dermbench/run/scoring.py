@@ -1,0 +1,111 @@
+"""Scoring a run's predictions: post-hoc steps fit on validation, metrics on every split, and the
+saved prediction files the leaderboard recomputes everything from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dermbench.components import Method, Ref
+from dermbench.data.prepare import PreparedData
+from dermbench.data.split_data import SplitData
+from dermbench.evaluation.metrics import classification_report
+from dermbench.plugins.contract import PosthocContext
+from dermbench.run.config import RunConfig
+from dermbench.tasks import Task
+
+META_COLUMNS = ("skin_type", "ita", "ita_true", "sex", "age", "localization", "dataset")
+
+
+def predictions_frame(split: SplitData, probs: np.ndarray, task: Task) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "index": np.arange(len(split)),
+            "image_id": split.frame["image_id"].astype(str).to_numpy(),
+            "label": split.y,
+            "label_name": [task.classes[i] for i in split.y],
+            "group": split.frame["group"].astype(str).to_numpy(),
+        }
+    )
+    for j, cls in enumerate(task.classes):
+        out[f"p_{cls}"] = probs[:, j]
+    for col in META_COLUMNS:
+        if col in split.frame.columns:
+            out[col] = split.frame[col].to_numpy()
+    return out
+
+
+def posthoc_refs(task: Task, method: Method) -> list[Ref]:
+    """The method's post-hoc steps, with the task's decision rule first when the method lacks it."""
+    refs = list(method.posthoc)
+    if task.decision_rule and not any(r.name == task.decision_rule for r in refs):
+        refs.insert(0, Ref(task.decision_rule))
+    return refs
+
+
+def fit_posthoc(
+    task: Task, method: Method, cfg: RunConfig, registries: Any, val: SplitData, val_probs: np.ndarray
+) -> list[tuple[str, Any]]:
+    """Each post-hoc step, fit on validation predictions only, with the key its results go under."""
+    ctx = PosthocContext(list(task.classes), task.positive_class, task.recall_constraint)
+    steps = []
+    for ref in posthoc_refs(task, method):
+        values = {**ref.options, **cfg.component_options(f"posthoc.{ref.name}")}
+        step = registries.posthoc.build(ref.name, values, ctx)
+        step.fit(val.y, val_probs, val.frame)
+        steps.append((getattr(step, "key", ref.name), step))
+    return steps
+
+
+def score_split(
+    split: SplitData, probs: np.ndarray, task: Task, steps: list, extra_metrics: list
+) -> dict[str, Any]:
+    """The METRICS object of one split: core metrics, each post-hoc step's result, plugins' metrics."""
+    m = classification_report(split.y, probs, list(task.classes))
+    for key, step in steps:
+        m[key] = step.apply(split.y, probs, split.frame)
+        for metric, reason in ((m[key] or {}).get("undefined") or {}).items():
+            m.setdefault("undefined", {})[f"{key}.{metric}"] = reason
+    for name, fn in extra_metrics:  # plugins' metrics, under "extra"
+        try:
+            m.setdefault("extra", {})[name] = fn(split.y, probs, split.frame)
+        except Exception as exc:  # a plugin's metric must not lose the run
+            m.setdefault("extra", {})[name] = None
+            m.setdefault("undefined", {})[f"extra.{name}"] = f"{type(exc).__name__}: {exc}"
+    return m
+
+
+def save_predictions(run_dir: Path, name: str, split: SplitData, probs: np.ndarray, task: Task) -> str:
+    """``predictions/<split>.csv``, written atomically; the path relative to the run folder."""
+    pred_dir = run_dir / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    fname = name.replace(":", "-") + ".csv"
+    tmp = pred_dir / (fname + ".tmp")
+    predictions_frame(split, probs, task).to_csv(tmp, index=False)
+    tmp.replace(pred_dir / fname)
+    return f"predictions/{fname}"
+
+
+def score(
+    probs: dict[str, np.ndarray],
+    data: PreparedData,
+    task: Task,
+    method: Method,
+    cfg: RunConfig,
+    registries: Any,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Fit post-hoc steps on validation predictions, apply them unchanged to every split, score."""
+    steps = fit_posthoc(task, method, cfg, registries, data.splits["val"], probs["val"])
+    extra_metrics = [(c.name, registries.metrics.build(c.name, {}, task)) for c in registries.metrics]
+    metrics: dict[str, Any] = {}
+    predictions: dict[str, str] = {}
+    for name, split in data.splits.items():
+        metrics[name] = score_split(split, probs[name], task, steps, extra_metrics)
+        if name != "train":  # training-split metrics are kept; its predictions are not worth the disk
+            predictions[name] = save_predictions(run_dir, name, split, probs[name], task)
+    return {"metrics": metrics, "predictions": predictions}

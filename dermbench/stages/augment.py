@@ -1,0 +1,77 @@
+"""Training-time augmentation on batches already on the device (float NCHW in [0, 1]).
+
+The policies are named here and nowhere else; config validation imports ``POLICIES``. All
+randomness comes from the generator passed in, seeded per (run seed, stage, epoch), so a resumed
+run draws the same augmentations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+POLICIES = ("none", "flips", "standard")
+
+
+def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
+    """Batch augmentation on float NCHW in [0, 1] before normalisation.
+
+    ``flips``: horizontal and vertical flips and right-angle rotations (a lesion has no up);
+    ``standard``: flips plus a random rotation of up to +-30 degrees (reflection padding),
+    brightness/contrast/saturation jitter of +-20% and random erasing of one rectangle with
+    probability 0.25.
+    """
+    if policy == "none":
+        return x
+    n = x.shape[0]
+    rnd = torch.rand(n, 6, generator=gen).to(x.device)
+    x = flips(x, rnd[:, :3])
+    if policy == "standard":
+        x = random_rotate(x, gen, max_degrees=30.0)
+        x = colour_jitter(x, rnd[:, 3:6], strength=0.2)
+        x = random_erase(x, gen, p=0.25)
+    return x
+
+
+def flips(x: torch.Tensor, rnd: torch.Tensor) -> torch.Tensor:
+    n = x.shape[0]
+    x = torch.where((rnd[:, 0] < 0.5).view(n, 1, 1, 1), x.flip(3), x)
+    x = torch.where((rnd[:, 1] < 0.5).view(n, 1, 1, 1), x.flip(2), x)
+    if x.shape[2] == x.shape[3]:
+        x = torch.where((rnd[:, 2] < 0.5).view(n, 1, 1, 1), x.transpose(2, 3), x)
+    return x
+
+
+def colour_jitter(x: torch.Tensor, rnd: torch.Tensor, strength: float) -> torch.Tensor:
+    """Brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s]."""
+    n = x.shape[0]
+    b, c, s = ((1 + (rnd[:, i] - 0.5) * 2 * strength).view(n, 1, 1, 1) for i in range(3))
+    x = x * b
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * c + mean
+    gray = x.mean(dim=1, keepdim=True)
+    return ((x - gray) * s + gray).clamp(0, 1)
+
+
+def random_rotate(x: torch.Tensor, gen: torch.Generator, max_degrees: float) -> torch.Tensor:
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_degrees)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1
+    )
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def random_erase(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    n, _, h, w = x.shape
+    r = torch.rand(n, 5, generator=gen)
+    out = x.clone()
+    for i in torch.nonzero(r[:, 0] < p).flatten().tolist():
+        eh, ew = max(1, int(h * (0.1 + 0.3 * r[i, 1]))), max(1, int(w * (0.1 + 0.3 * r[i, 2])))
+        top, left = int((h - eh) * r[i, 3]), int((w - ew) * r[i, 4])
+        out[i, :, top : top + eh, left : left + ew] = 0.5
+    return out

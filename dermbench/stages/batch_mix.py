@@ -1,0 +1,101 @@
+"""Batch transforms that mix images and their labels: Mixup and CutMix.
+
+- Mixup (Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018): one
+  ``lam ~ Beta(alpha, alpha)`` per batch, ``x = lam * x + (1 - lam) * x[perm]``;
+- CutMix (Yun et al., "CutMix: Regularization Strategy to Train Strong Classifiers with
+  Localizable Features", ICCV 2019): a box of area ``1 - lam`` (centre uniform, clipped to the
+  image) is pasted from ``x[perm]``, and ``lam`` is corrected to the area actually kept.
+
+Both return a :class:`~dermbench.plugins.contract.MixedBatch` whose targets are ``(y, lam)`` and
+``(y[perm], 1 - lam)``; the training loop interpolates the loss, as both papers' reference code
+does, so any loss that takes class indices works unchanged. Randomness comes from the epoch's
+generator alone, so a resumed run mixes the same pairs. Mixing is linear, so it commutes with
+the per-channel normalisation that precedes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dermbench.errors import ConfigError
+from dermbench.plugins.contract import BatchContext, MixedBatch
+
+
+def _rng(gen: torch.Generator) -> np.random.Generator:
+    return np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+
+
+def _permutation(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randperm(n, generator=gen).to(device)
+
+
+@dataclass(frozen=True)
+class MixupOptions:
+    alpha: float = field(default=0.2, metadata={"help": "Beta(alpha, alpha) of the mixing weight"})
+    p: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
+
+
+@dataclass(frozen=True)
+class CutMixOptions:
+    alpha: float = field(default=1.0, metadata={"help": "Beta(alpha, alpha) of the kept area"})
+    p: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
+
+
+def _check(name: str, alpha: float, p: float) -> None:
+    if alpha <= 0:
+        raise ConfigError(f"batch transform {name}: alpha must be > 0, got {alpha}")
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"batch transform {name}: p must lie in [0, 1], got {p}")
+
+
+class Mixup:
+    def __init__(self, options: MixupOptions) -> None:
+        _check("mixup", options.alpha, options.p)
+        self.alpha, self.p = options.alpha, options.p
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> MixedBatch:
+        rng = _rng(gen)
+        perm = _permutation(len(images), gen, images.device)
+        if rng.random() >= self.p:
+            return MixedBatch(images, ((targets, 1.0),))
+        lam = float(rng.beta(self.alpha, self.alpha))
+        mixed = lam * images + (1 - lam) * images[perm]
+        return MixedBatch(mixed, ((targets, lam), (targets[perm], 1 - lam)))
+
+
+def cut_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of a box of area about ``(1 - lam) h w``, clipped to the image."""
+    ratio = math.sqrt(1.0 - lam)
+    ch, cw = int(h * ratio), int(w * ratio)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    return max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+
+
+class CutMix:
+    def __init__(self, options: CutMixOptions) -> None:
+        _check("cutmix", options.alpha, options.p)
+        self.alpha, self.p = options.alpha, options.p
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> MixedBatch:
+        rng = _rng(gen)
+        perm = _permutation(len(images), gen, images.device)
+        if rng.random() >= self.p:
+            return MixedBatch(images, ((targets, 1.0),))
+        h, w = images.shape[2], images.shape[3]
+        top, bottom, left, right = cut_box(h, w, float(rng.beta(self.alpha, self.alpha)), rng)
+        mixed = images.clone()
+        mixed[:, :, top:bottom, left:right] = images[perm, :, top:bottom, left:right]
+        kept = 1.0 - (bottom - top) * (right - left) / (h * w)
+        return MixedBatch(mixed, ((targets, kept), (targets[perm], 1.0 - kept)))
+
+
+def make_mixup(options: MixupOptions, ctx: BatchContext) -> Mixup:
+    return Mixup(options)
+
+
+def make_cutmix(options: CutMixOptions, ctx: BatchContext) -> CutMix:
+    return CutMix(options)

@@ -1,0 +1,299 @@
+"""The supervised training stage: build, restore, train one epoch, validate, save; one screen each.
+
+Images arrive decoded once (uint8, N x S x S x 3) and stay on the host as one tensor; each batch is
+moved to the device, converted to float, augmented there and normalised. Every epoch writes a
+checkpoint, so a killed run resumes from its last finished epoch with the same result: the batch
+order and all randomness of an epoch derive from (seed, stage, epoch) alone.
+
+Stage contract (``docs/plugins.md``): each history row is handed to ``ctx.on_epoch_end`` as it
+is made; ``last.pt`` holds what ``resume_state`` gives back; the result names the epoch whose
+weights the model holds when the stage returns.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+from torch import nn
+
+from dermbench.components import Ref
+from dermbench.data.split_data import SplitData
+from dermbench.errors import ConfigError, TrainingError
+from dermbench.plugins.contract import BatchContext, LossContext, OptimContext, StageContext, StageResult
+from dermbench.predict.logits import predict_logits
+from dermbench.stages.augment import augment
+from dermbench.stages.checkpoints import LAST, atomic_save, best_name, load_weights
+from dermbench.stages.device import autocast, normalise, to_float01, to_model_layout
+from dermbench.stages.selection import Selection
+
+FREEZE_MODES = ("none", "backbone")
+
+
+@dataclass(frozen=True)
+class SupervisedOptions:
+    backbone_lr_scale: float = field(
+        default=1.0, metadata={"help": "lr of all but the classifier = lr x this"}
+    )
+    freeze: str = field(default="none", metadata={"help": "none | backbone (train the classifier only)"})
+    grad_clip: float | None = None
+    batch_transform: str = field(default="", metadata={"help": "a batch transform, e.g. mixup or cutmix"})
+
+
+@dataclass
+class Trainables:
+    """What one stage trains with, built from the recipe and the run's overrides."""
+
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any | None
+    sampler: Any | None
+    batch_transform: Any | None
+
+
+def class_counts(y: np.ndarray, k: int) -> list[int]:
+    return np.bincount(y, minlength=k).astype(int).tolist()
+
+
+def epoch_seed(seed: int, stage: int, epoch: int) -> int:
+    return (seed * 1_000_003 + stage * 10_007 + epoch) % (2**31)
+
+
+# --- build ----------------------------------------------------------------------------------
+
+
+def _classifier_params(model: nn.Module) -> set[int]:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        raise ConfigError(f"model {type(model).__name__} exposes no classifier for backbone_lr_scale/freeze")
+    return {id(p) for p in head.parameters()}
+
+
+def param_groups(model: nn.Module, opts: SupervisedOptions, lr: float) -> list[dict]:
+    if opts.freeze not in FREEZE_MODES:
+        raise ConfigError(
+            f"stage option freeze must be one of {', '.join(FREEZE_MODES)}, got {opts.freeze!r}"
+        )
+    if opts.backbone_lr_scale == 1.0 and opts.freeze == "none":
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    head_ids = _classifier_params(model)
+    head = [p for p in model.parameters() if id(p) in head_ids]
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    if opts.freeze == "backbone":
+        for p in body:
+            p.requires_grad_(False)
+        return [{"params": head}]
+    return [{"params": body, "lr": lr * opts.backbone_lr_scale}, {"params": head, "lr": lr}]
+
+
+def _slot(ref: Ref, cfg: Any, slot: str) -> dict[str, Any]:
+    """A component's option values: the recipe's, then the run's ``--opt SLOT.NAME=...``."""
+    return {**ref.options, **cfg.component_options(slot)}
+
+
+def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainables:
+    cfg, recipe, reg, task = ctx.cfg, ctx.recipe, ctx.registries, ctx.task
+    counts = class_counts(ctx.train.y, task.num_classes)
+    lctx = LossContext(task.num_classes, counts, list(task.classes), str(ctx.device))
+    loss_ref = recipe.loss or Ref(reg.default_of("losses"))
+    loss_fn = reg.losses.build(loss_ref.name, _slot(loss_ref, cfg, "loss"), lctx).to(ctx.device)
+    steps = math.ceil(len(ctx.train) / cfg.batch_size)
+    octx = OptimContext(cfg.lr, cfg.weight_decay, recipe.epochs or cfg.epochs, steps)
+    opt_ref = recipe.optimizer or Ref(reg.default_of("optimizers"))
+    opt_opts = reg.optimizers.get(opt_ref.name).make_options(_slot(opt_ref, cfg, "optimizer"))
+    groups = param_groups(ctx.model, options, cfg.lr if cfg.lr is not None else opt_opts.lr)
+    optimizer = reg.optimizers.call(opt_ref.name, opt_opts, groups, octx)
+    scheduler = None
+    if recipe.scheduler is not None:
+        values = _slot(recipe.scheduler, cfg, "scheduler")
+        scheduler = reg.schedulers.build(recipe.scheduler.name, values, optimizer, octx)
+    sampler_ref = Ref(cfg.sampler) if cfg.sampler else recipe.sampler
+    sampler = None
+    if sampler_ref is not None:
+        sampler = reg.samplers.build(sampler_ref.name, _slot(sampler_ref, cfg, "sampler"), ctx.train.y, octx)
+    mixer = None
+    if options.batch_transform:
+        values = cfg.component_options("batch_transform")
+        mixer = reg.batch_transforms.build(options.batch_transform, values, BatchContext(task.num_classes))
+    return Trainables(loss_fn, optimizer, scheduler, sampler, mixer)
+
+
+# --- restore, train, validate, save -----------------------------------------------------------
+
+
+def restore(ctx: StageContext, parts: Trainables, selection: Selection) -> int:
+    """Load the stage's resume state, if any; the first epoch still to run."""
+    st = ctx.resume_state
+    if st is None:
+        return 1
+    ctx.model.load_state_dict(st["model"])
+    parts.optimizer.load_state_dict(st["optimizer"])
+    if parts.scheduler is not None and st.get("scheduler"):
+        parts.scheduler.load_state_dict(st["scheduler"])
+    selection.load(st)
+    return int(st["epoch"]) + 1
+
+
+def _epoch_order(parts: Trainables, n: int, seed: int) -> np.ndarray:
+    if parts.sampler is not None:
+        return parts.sampler.epoch_indices(seed)
+    return np.random.default_rng(seed).permutation(n)
+
+
+def mixed_loss(loss_fn: nn.Module, logits: torch.Tensor, targets: Any) -> torch.Tensor:
+    """The loss on class indices, or on a mixed batch's ``(labels, weight)`` pairs, weighted."""
+    if isinstance(targets, torch.Tensor):
+        return loss_fn(logits, targets)
+    return sum(w * loss_fn(logits, y) for y, w in targets)
+
+
+def train_one_epoch(
+    options: SupervisedOptions, ctx: StageContext, parts: Trainables, seed: int, desc: str
+) -> dict:
+    """One pass over the training split; the epoch's loss, accuracy and macro-F1."""
+    cfg, model, device = ctx.cfg, ctx.model, ctx.device
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    order = _epoch_order(parts, len(ctx.train), seed)
+    model.train()
+    if hasattr(parts.optimizer, "train"):
+        parts.optimizer.train()
+    tot_loss, preds, targets = torch.zeros((), device=device), [], []  # summed on the device: no host sync
+    for start in _progress(range(0, len(order), cfg.batch_size), ctx.progress, desc):
+        idx = torch.as_tensor(order[start : start + cfg.batch_size])
+        if len(idx) < 2 and len(order) > 1:
+            continue  # a batch of one breaks batch norm; its image is seen again next epoch
+        x = normalise(augment(to_float01(ctx.train.images[idx], device), cfg.augment, gen))
+        y = torch.as_tensor(ctx.train.y[idx.numpy()], device=device)
+        loss_target: Any = y
+        if parts.batch_transform is not None:
+            mixed = parts.batch_transform(x, y, gen)
+            x, loss_target = mixed.images, mixed.targets
+        with autocast(device):
+            logits = model(to_model_layout(x))
+        loss = mixed_loss(parts.loss_fn, logits.float(), loss_target)
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if options.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+        parts.optimizer.step()
+        tot_loss += loss.detach() * len(idx)
+        preds.append(logits.detach().argmax(1))
+        targets.append(y)
+    return _epoch_scores(tot_loss, preds, targets)
+
+
+def _epoch_scores(tot_loss: torch.Tensor, preds: list, targets: list) -> dict:
+    p, t = torch.cat(preds).cpu().numpy(), torch.cat(targets).cpu().numpy()
+    return {
+        "loss": float(tot_loss) / max(len(t), 1),
+        "accuracy": float((p == t).mean()),
+        "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
+    }
+
+
+def validate(
+    model: nn.Module, split: SplitData, loss_fn: nn.Module, batch_size: int, device: torch.device
+) -> dict:
+    logits = predict_logits(model, split.images, batch_size, device)
+    y = torch.as_tensor(split.y)
+    with torch.no_grad():
+        loss = float(loss_fn(logits.to(device), y.to(device)).item())
+    pred = logits.argmax(1).numpy()
+    return {
+        "loss": loss,
+        "accuracy": float((pred == split.y).mean()),
+        "macro_f1": float(f1_score(split.y, pred, average="macro", zero_division=0)),
+        "probs": F.softmax(logits, dim=1).numpy(),
+    }
+
+
+def save_last(
+    ctx: StageContext, parts: Trainables, epoch: int, done: bool, selection: Selection, history: list
+) -> None:
+    state = {
+        "stage_index": ctx.stage_index,
+        "epoch": epoch,
+        "stage_done": done,
+        "model": ctx.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        **selection.state(),
+        "history": history,
+    }
+    atomic_save(state, ctx.checkpoint_dir / LAST)
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+
+def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult:
+    """Train ``ctx.model`` on ``ctx.train`` for the stage's epochs, validating every epoch."""
+    cfg, recipe = ctx.cfg, ctx.recipe
+    epochs = recipe.epochs or cfg.epochs
+    parts = build_trainables(options, ctx)
+    selection = Selection(cfg.select, cfg.early_stopping)
+    start = restore(ctx, parts, selection)
+    history, new_rows = list(ctx.history), []
+    for epoch in range(start, epochs + 1):
+        t0 = time.time()
+        seed = epoch_seed(ctx.seed, ctx.stage_index, epoch)
+        train = train_one_epoch(options, ctx, parts, seed, f"{recipe.name} epoch {epoch}/{epochs}")
+        if parts.scheduler is not None:
+            parts.scheduler.step()
+        if hasattr(parts.optimizer, "eval"):
+            parts.optimizer.eval()
+        if not math.isfinite(train["loss"]):
+            raise TrainingError(f"training loss is {train['loss']} in epoch {epoch}: lower the learning rate")
+        val = validate(ctx.model, ctx.val, parts.loss_fn, cfg.batch_size * 2, ctx.device)
+        row = _history_row(recipe.name, epoch, train, val, parts.optimizer, t0)
+        if selection.update(row, epoch):
+            atomic_save(
+                {"model": ctx.model.state_dict(), "epoch": epoch},
+                ctx.checkpoint_dir / best_name(ctx.stage_index),
+            )
+        history.append(row)
+        new_rows.append(row)
+        stop = selection.should_stop()
+        save_last(ctx, parts, epoch, stop or epoch == epochs, selection, history)
+        ctx.on_epoch_end(row)
+        if stop:
+            break
+    return _finish(ctx, selection, history, new_rows, stopped_early=epoch < epochs if new_rows else False)
+
+
+def _history_row(stage: str, epoch: int, train: dict, val: dict, optimizer: Any, t0: float) -> dict:
+    return {
+        "stage": stage,
+        "epoch": epoch,
+        **{f"train_{k}": train[k] for k in ("loss", "accuracy", "macro_f1")},
+        **{f"val_{k}": val[k] for k in ("loss", "accuracy", "macro_f1")},
+        "lr": float(optimizer.param_groups[-1]["lr"]),
+        "seconds": round(time.time() - t0, 2),
+    }
+
+
+def _finish(
+    ctx: StageContext, selection: Selection, history: list, new_rows: list, stopped_early: bool
+) -> StageResult:
+    """Load the selected epoch's weights and say which epoch that is."""
+    if selection.active and selection.best_epoch is not None:
+        ctx.model.load_state_dict(load_weights(ctx.checkpoint_dir / best_name(ctx.stage_index), ctx.device))
+        best_epoch = selection.best_epoch
+    else:
+        best_epoch = history[-1]["epoch"] if history else None
+    return StageResult(best_epoch=best_epoch, history=tuple(new_rows), stopped_early=stopped_early)
+
+
+def _progress(it: Any, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, leave=False, unit="batch", disable=None)  # None: off when not a terminal
