@@ -64,12 +64,13 @@ def tiny_task() -> Task:
 
 def run_tiny(
     out: Path,
-    method: str = "erm",
+    method: str | None = None,
     plugins: list[tuple[str, Any]] | None = None,
     task: str = "tiny3",
     **settings: Any,
 ) -> dict:
-    """One epoch of ``method`` on the tiny synthetic task, on the CPU, in a few seconds."""
+    """One epoch of ``method`` (default: the plugins' default method) on the tiny synthetic task,
+    on the CPU, in a few seconds."""
     from dermbench.run.pipeline import execute
 
     pl = make_plugins(*(plugins or []))
@@ -84,7 +85,9 @@ def run_tiny(
         "out": str(out / "runs"),
         "cache_dir": str(out / "cache"),
     }
-    cfg = resolve_config(reg.tasks.get(task), reg.methods.get(method), {}, {**defaults, **settings})
+    cfg = resolve_config(
+        reg.tasks.get(task), reg.methods.get(method or pl.default("methods")), {}, {**defaults, **settings}
+    )
     record, _ = execute(cfg, pl, progress=False, log=lambda *a: None)
     return record
 

@@ -1,5 +1,6 @@
-"""Fairness audit against scikit-learn on each subgroup directly, bootstrap gaps against a brute-force
-loop over the same resamples, and threshold recalibration that only ever sees validation."""
+"""Fairness audit against scikit-learn on each subgroup directly, signed differences against a
+brute-force loop over the same resamples, small groups and trivial operating points kept out of
+the comparisons, and threshold recalibration that only ever sees validation."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from dermbench.errors import ConfigError, DataError
-from dermbench.evaluation.fairness import (
-    fairness_audit,
-    resample_counts,
-    weighted_auc,
-)
+from dermbench.evaluation.fairness import fairness_audit
+from dermbench.evaluation.resample import resample_weights
+from dermbench.evaluation.weighted import weighted_auc
 from dermbench.evaluation.metrics import choose_threshold, threshold_grid
 from dermbench.evaluation.recalibration import (
     apply_thresholds,
@@ -78,59 +77,118 @@ def test_per_group_metrics_match_sklearn_on_each_subset() -> None:
             assert row["tp"] + row["fp"] + row["fn"] + row["tn"] == row["n"]
 
 
-def test_gap_is_max_minus_min_and_difference_follows_order() -> None:
+def test_differences_are_reference_minus_group_with_the_paper_sign_for_ita() -> None:
     d = _data()
-    out = fairness_audit(
-        d["y"],
-        d["probs"],
-        CLASSES,
-        {"ita": d["tone"]},
-        "mel",
-        0.3,
-        n_boot=50,
-        order={"ita": ["light", "dark"]},
-    )
-    rows = out["groupings"]["ita"]["groups"]
-    assert [r["group"] for r in rows] == ["light", "dark"]
-    for m in ("auc", "recall", "precision", "f1", "fnr"):
-        gap = out["groupings"]["ita"]["gaps"][m]
-        assert gap["value"] == pytest.approx(abs(rows[0][m] - rows[1][m]))
-        assert gap["difference"]["value"] == pytest.approx(rows[0][m] - rows[1][m])
-        assert gap["difference"]["groups"] == ["light", "dark"]
-        assert gap["low"] <= gap["high"] and gap["n_boot_used"] == 50
-    assert rows[0]["auc"] > rows[1]["auc"]  # the weaker signal on 'dark' shows up
+    out = fairness_audit(d["y"], d["probs"], CLASSES, {"ita": d["tone"]}, "mel", 0.3, n_boot=50,
+                         schemes={"ita": "binary28"})  # fmt: skip
+    grouping = out["groupings"]["ita"]
+    rows = {r["group"]: r for r in grouping["groups"]}
+    assert grouping["reference"] == "light" and grouping["difference"] == "reference - group"
+    for m in ("auc", "recall", "precision", "f1", "fnr", "specificity"):
+        (diff,) = grouping["differences"][m]
+        assert diff["group"] == "dark"
+        assert diff["value"] == pytest.approx(rows["light"][m] - rows["dark"][m])  # light minus dark
+        assert diff["low"] <= diff["high"] and diff["n_boot"] == 50
+    assert grouping["differences"]["auc"][0]["value"] > 0  # the weaker signal on 'dark' shows up
+    assert grouping["worst_group"]["auc"]["group"] == "dark"
 
 
-def test_bootstrap_gaps_equal_a_brute_force_loop_over_the_same_resamples() -> None:
+def test_without_a_named_reference_the_largest_group_is_the_reference() -> None:
+    d = _data()
+    out = fairness_audit(d["y"], d["probs"], CLASSES, {"sex": d["sex"]}, "mel", 0.3, n_boot=0)
+    g = out["groupings"]["sex"]
+    largest = max(g["groups"], key=lambda r: r["n"])["group"]
+    assert g["reference"] == largest and "largest" in g["reference_rule"]
+    assert [x["group"] for x in g["differences"]["recall"]] == [
+        r["group"] for r in g["groups"] if r["group"] != largest
+    ]
+
+
+def test_differences_equal_a_brute_force_loop_over_the_same_lesion_resamples() -> None:
     d = _data(n=150, seed=1)
-    groups = {"fitz": np.where(d["fitz"] >= 4, "dark", "light").astype(object), "ita": d["tone"]}
-    out = fairness_audit(d["y"], d["probs"], CLASSES, groups, "mel", 0.35, n_boot=40, seed=7)
-    counts = np.concatenate(list(resample_counts(150, 40, seed=7)))
-    for name, labels in groups.items():
-        gaps: dict[str, list[float]] = {"auc": [], "recall": [], "precision": []}
-        for c in counts:
-            idx = np.repeat(np.arange(150), c.astype(int))
-            per = []
-            for g in ("dark", "light"):
-                sub = idx[labels[idx] == g]
-                y, p = d["y"][sub], d["probs"][sub]
-                actual, dec = (y == POS).astype(int), (p[:, POS] >= 0.35).astype(int)
-                auc = roc_auc_score(actual, p[:, POS]) if 0 < actual.sum() < len(actual) else np.nan
-                rec = recall_score(actual, dec) if actual.sum() else np.nan
-                prec = precision_score(actual, dec) if dec.sum() else np.nan
-                per.append({"auc": auc, "recall": rec, "precision": prec})
-            for m in gaps:
-                gaps[m].append(abs(per[0][m] - per[1][m]))
-        for m, values in gaps.items():
-            v = np.array(values)
-            v = v[~np.isnan(v)]
-            low, high = np.percentile(v, [2.5, 97.5])
-            got = out["groupings"][name]["gaps"][m]
-            assert (got["low"], got["high"], got["n_boot_used"]) == (
-                pytest.approx(low),
-                pytest.approx(high),
-                len(v),
-            )
+    lesions = np.arange(150) // 2
+    labels = d["tone"]
+    out = fairness_audit(d["y"], d["probs"], CLASSES, {"ita": labels}, "mel", 0.35, n_boot=40, seed=7,
+                         resample_groups=lesions, schemes={"ita": "binary28"}, min_group={"positives": 1, "negatives": 1})  # fmt: skip
+    counts = np.concatenate(list(resample_weights(150, 40, seed=7, groups=lesions)))
+    diffs: dict[str, list[float]] = {"auc": [], "recall": [], "precision": []}
+    for c in counts:
+        idx = np.repeat(np.arange(150), c.astype(int))
+        per = {}
+        for g in ("light", "dark"):
+            sub = idx[labels[idx] == g]
+            actual, score = (d["y"][sub] == POS).astype(int), d["probs"][sub, POS]
+            dec = (score >= 0.35).astype(int)
+            per[g] = {
+                "auc": roc_auc_score(actual, score) if 0 < actual.sum() < len(actual) else np.nan,
+                "recall": recall_score(actual, dec) if actual.sum() else np.nan,
+                "precision": precision_score(actual, dec) if dec.sum() else np.nan,
+            }
+        for m in diffs:
+            diffs[m].append(per["light"][m] - per["dark"][m])
+    for m, values in diffs.items():
+        v = np.array(values)
+        v = v[~np.isnan(v)]
+        low, high = np.percentile(v, [2.5, 97.5])
+        (got,) = out["groupings"]["ita"]["differences"][m]
+        assert (got["low"], got["high"], got["n_boot_used"]) == (
+            pytest.approx(low),
+            pytest.approx(high),
+            len(v),
+        )
+    assert out["resampling"] == "groups"
+
+
+def test_every_reported_interval_contains_its_estimate_or_says_why_not() -> None:
+    for seed in range(4):
+        d = _data(n=160, seed=seed)
+        out = fairness_audit(d["y"], d["probs"], CLASSES, {"fitz": d["fitz"], "ita": d["tone"]}, "mel", 0.3,
+                             n_boot=200, seed=seed, min_group={"images": 10, "positives": 2, "negatives": 2})  # fmt: skip
+        for grouping in out["groupings"].values():
+            for entries in grouping["differences"].values():
+                for e in entries:
+                    if e.get("low") is None:
+                        continue
+                    inside = e["low"] - 1e-12 <= e["value"] <= e["high"] + 1e-12
+                    assert inside == e["contains_estimate"]
+                    assert inside or "outside" in e["note"]
+
+
+def test_small_groups_are_shown_but_not_compared_and_conditional_intervals_say_so() -> None:
+    d = _data(n=300, seed=2)
+    tone = d["tone"].copy()
+    tone[:6] = "rare"  # six images: below the minimum group size
+    out = fairness_audit(d["y"], d["probs"], CLASSES, {"ita": tone}, "mel", 0.3, n_boot=100,
+                         schemes={"ita": "binary28"})  # fmt: skip
+    g = out["groupings"]["ita"]
+    rare = next(r for r in g["groups"] if r["group"] == "rare")
+    assert rare["usable"] is False and "6 images < 30" in rare["not_used"]
+    assert all(x["group"] != "rare" for x in g["differences"]["recall"])
+    assert g["worst_group"]["recall"]["group"] != "rare"
+    few = fairness_audit(d["y"][:80], d["probs"][:80], CLASSES, {"ita": d["tone"][:80]}, "mel", 0.3, n_boot=200,
+                         schemes={"ita": "binary28"}, min_group={"images": 1, "positives": 1, "negatives": 1})  # fmt: skip
+    for e in few["groupings"]["ita"]["differences"]["auc"]:
+        if e.get("conditional"):
+            assert e["n_boot_used"] < 200 and f"{e['n_boot_used']} of 200" in e["note"]
+
+
+def test_a_flag_everyone_point_is_not_a_fairness_result() -> None:
+    d = _data(n=200)
+    out = fairness_audit(d["y"], d["probs"], CLASSES, {"ita": d["tone"]}, "mel", 0.0, n_boot=20,
+                         schemes={"ita": "binary28"})  # fmt: skip
+    assert out["fairness_result"] is False and "100.0% of images positive" in out["not_a_fairness_result"]
+    assert [f["code"] for f in out["flags"]] == ["all_positive"]
+    assert all(r["flags"][0]["code"] == "all_positive" for r in out["groupings"]["ita"]["groups"])
+
+
+def test_equalized_odds_difference_is_fairlearns() -> None:
+    from fairlearn.metrics import equalized_odds_difference
+
+    d = _data()
+    out = fairness_audit(d["y"], d["probs"], CLASSES, {"ita": d["tone"]}, "mel", 0.3, n_boot=0)
+    expected = equalized_odds_difference((d["y"] == POS).astype(int), (d["probs"][:, POS] >= 0.3).astype(int),
+                                         sensitive_features=d["tone"].astype(str))  # fmt: skip
+    assert out["groupings"]["ita"]["equalized_odds_difference"] == pytest.approx(expected)
 
 
 def test_undefined_metrics_are_none_with_reasons_not_crashes() -> None:
@@ -148,11 +206,8 @@ def test_undefined_metrics_are_none_with_reasons_not_crashes() -> None:
     assert rows["d"]["auc"] is None and "only malignant" in rows["d"]["undefined"]["auc"]
     assert rows["d"]["recall"] == 1.0
     assert rows["a"]["auc"] == 1.0 and rows["a"]["recall"] == 0.5
-    gap = out["groupings"]["g"]["gaps"]["recall"]
-    assert gap["groups"] == ["a", "d"] and gap["value"] == pytest.approx(0.5)
-    assert set(gap["excluded"]) == {"b", "c"}
-    auc_gap = out["groupings"]["g"]["gaps"]["auc"]
-    assert auc_gap["value"] is None and "fewer than two groups" in auc_gap["reason"]
+    assert all(not r["usable"] for r in rows.values())  # every group is below the minimum size
+    assert out["groupings"]["g"]["differences"] == {} and out["groupings"]["g"]["reference"] is None
 
 
 def test_grouping_without_any_label_and_lesion_resampling() -> None:
@@ -162,8 +217,8 @@ def test_grouping_without_any_label_and_lesion_resampling() -> None:
     out = fairness_audit(d["y"], d["probs"], CLASSES, groups, "mel", 0.3, n_boot=20, resample_groups=lesions)
     json.dumps(out, allow_nan=False)
     assert out["groupings"]["none"]["groups"] == [] and out["groupings"]["none"]["n_missing"] == 120
-    assert "fewer than two groups" in out["groupings"]["none"]["gaps"]["recall"]["reason"]
-    assert out["resampling"] == "groups" and out["groupings"]["ita"]["gaps"]["auc"]["n_boot_used"] == 20
+    assert out["groupings"]["none"]["reference"] is None
+    assert out["resampling"] == "groups"
 
 
 def test_weighted_auc_matches_sklearn_with_sample_weights_and_ties() -> None:
@@ -180,7 +235,7 @@ def test_weighted_auc_matches_sklearn_with_sample_weights_and_ties() -> None:
 
 def test_resampling_whole_lesions_keeps_their_images_together() -> None:
     lesions = np.repeat(np.arange(20), 3)
-    for chunk in resample_counts(60, 25, seed=0, clusters=lesions):
+    for chunk in resample_weights(60, 25, seed=0, groups=lesions):
         per = chunk.reshape(len(chunk), 20, 3)
         assert (per == per[:, :, :1]).all()
         np.testing.assert_allclose(chunk.sum(axis=1), 60)

@@ -201,7 +201,8 @@ def test_separate_groups_for_protocol_synthetic_and_dataset(site):
 def test_variants_of_one_method_are_separate_entries(site):
     main = boards(task_page(site, "ham7"))[0]
     labels = [row[1][1] for row in main["rows"]]
-    assert "focal loss.gamma=2" in labels and "focal loss.gamma=1" in labels
+    assert "focal loss.gamma=2" in labels
+    assert "focal loss.gamma=11 seed (others up to 3)" in labels  # the one-seed entry says so
 
 
 def test_bootstrap_interval_is_the_paired_seed_mean_interval(site):
@@ -480,3 +481,24 @@ def test_report_of_a_run_still_in_progress(tmp_path):
     assert any("this run is not complete (status running)" in p.text for p in tree.root.iter("p", "warning"))
     assert [a for t, a in tree.starttags if t == "img"] == []
     assert "No training history recorded." in index.read_text()
+
+
+def test_ties_and_wins_are_marked_from_paired_resamples(tmp_path):
+    """Two entries with the same predictions are tied with the best; a much weaker one is not."""
+    results = tmp_path / "runs"
+    for method, strength, key in (("twin_a", 2.0, "same"), ("twin_b", 2.0, "same"), ("weak", 0.2, None)):
+        for seed in (0, 1):
+            spec = {"task": "ham7", "method": method, "seed": seed, "strength": strength}
+            fx.write_run(results, {**spec, **({"probs_key": key} if key else {})})
+    build_site(results, tmp_path / "site")
+    page = next((tmp_path / "site" / "task").glob("*.html"))
+    (board,) = boards(page)
+    marks = {}
+    for row in board["rows"]:
+        method = row[1][1].split()[0]
+        primary = row[2][2]
+        marks[method] = ("best" if list(primary.iter("span", "best")) else "") + (
+            "tie" if list(primary.iter("span", "tie")) else ""
+        )
+    assert sorted(marks.values()) == ["", "best", "tie"]
+    assert marks["weak"] == ""

@@ -70,6 +70,8 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
                 for c, v in per_class.items()
             ]
             parts += ["", "test, per class:", table(rows, ["class", "precision", "recall", "F1", "support"])]
+    parts += format_calibration(record)
+    parts += format_flags(record)
     parts += format_fairness(record)
     gap = (record.get("overfitting_gap") or {}).get("final")
     if gap:
@@ -83,30 +85,92 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def _ci(gap: dict) -> str:
-    if gap.get("value") is None:
+def _ci(entry: dict) -> str:
+    """``value [low, high]``, with the resamples used when the interval is conditional."""
+    if entry.get("value") is None:
         return "undef"
-    if gap.get("low") is None:
-        return fmt(gap["value"])
-    return f"{gap['value']:.4f} [{gap['low']:.4f}, {gap['high']:.4f}]"
+    if entry.get("low") is None:
+        return fmt(entry["value"])
+    out = f"{entry['value']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]"
+    if entry.get("conditional"):
+        out += f" ({entry['n_boot_used']}/{entry['n_boot']} resamples)"
+    if entry.get("contains_estimate") is False:
+        out += " (estimate outside: skewed resamples)"
+    return out
+
+
+def format_flags(record: dict) -> list[str]:
+    """Every flag of a trivial result, per split: these numbers are not achievements."""
+    lines = []
+    for split, m in (record.get("metrics") or {}).items():
+        for f in m.get("flags") or []:
+            lines.append(f"FLAG {split}: {f['code']}: {f['message']}")
+    return ["", *lines] if lines else []
+
+
+def format_calibration(record: dict) -> list[str]:
+    splits = [s for s, m in (record.get("metrics") or {}).items() if m.get("calibration")]
+    if not splits:
+        return []
+    m = record["metrics"]
+    rows = [["ece (15 bins)", *[fmt(m[s]["calibration"].get("ece")) for s in splits]],
+            ["brier", *[fmt(m[s].get("brier")) for s in splits]]]  # fmt: skip
+    if any(m[s].get("screening") for s in splits):
+        for path in (
+            "auc_above_sensitivity.0.80",
+            "sensitivity_at_specificity.0.90",
+            "specificity_at_sensitivity.0.85",
+        ):
+            key, sub = path.rsplit(".", 2)[0], ".".join(path.rsplit(".", 2)[1:])
+            rows.append(
+                [path, *[fmt(((m[s].get("screening") or {}).get(key) or {}).get(sub)) for s in splits]]
+            )
+    return ["", table(rows, ["calibration / screening", *splits])]
+
+
+def _group_rows(grouping: dict, metrics: tuple[str, ...]) -> list[list[str]]:
+    rows = []
+    for g in grouping["groups"]:
+        mark = "" if g.get("usable", True) else " *"
+        flag = " !" if g.get("flags") else ""
+        rows.append([g["group"] + mark + flag, str(g["n"]), str(g["positives"]), *[fmt(g.get(m)) for m in metrics],
+                     fmt(g.get("ece"))])  # fmt: skip
+    return rows
 
 
 def format_fairness(record: dict, split: str = "test") -> list[str]:
-    """Per-group table and between-group gaps (95% bootstrap intervals) of the subgroup audit."""
+    """Per-group table and signed differences from the reference group (95% bootstrap intervals)."""
     fairness = record.get("fairness")
     if not fairness or split not in fairness.get("splits", {}):
         return []
     audit = fairness["splits"][split]
     parts = [
-        f"\nsubgroup audit, {split}, positive class {fairness['positive_class']} at threshold {fmt(fairness['threshold'])}:"
+        f"\nsubgroup audit, {split}, positive class {fairness['positive_class']} at threshold "
+        f"{fmt(fairness['threshold'])} (resampling {audit.get('resampling')}):"
     ]
-    metrics = ("auc", "recall", "precision", "f1", "fnr")
+    if audit.get("fairness_result") is False:
+        parts.append(f"NOT A FAIRNESS RESULT: {audit['not_a_fairness_result']}")
+    metrics = ("auc", "recall", "precision", "f1", "fnr", "specificity")
     for name, grouping in audit["groupings"].items():
-        rows = [
-            [g["group"], str(g["n"]), str(g["positives"]), *[fmt(g.get(m)) for m in metrics]]
-            for g in grouping["groups"]
-        ]
-        parts += ["", table(rows, [name, "n", "positives", *metrics])]
-        gaps = grouping.get("gaps", {})
-        parts.append("gap (max - min): " + "; ".join(f"{m} {_ci(gaps[m])}" for m in metrics if m in gaps))
+        parts += ["", table(_group_rows(grouping, metrics), [name, "n", "positives", *metrics, "ece"])]
+        small = [g for g in grouping["groups"] if not g.get("usable", True)]
+        if small:
+            parts.append(
+                "* not used for differences: " + "; ".join(f"{g['group']} {g['not_used']}" for g in small)
+            )
+        ref = grouping.get("reference")
+        if ref is None:
+            parts.append("no reference group: no differences")
+            continue
+        for m in ("auc", "recall", "fnr"):
+            diffs = (grouping.get("differences") or {}).get(m) or []
+            if diffs:
+                parts.append(f"{m}, {ref} - group: " + "; ".join(f"{d['group']} {_ci(d)}" for d in diffs))
+        worst = grouping.get("worst_group") or {}
+        if worst:
+            parts.append(
+                "worst group: " + ", ".join(f"{m} {w['group']} {fmt(w['value'])}" for m, w in worst.items())
+            )
+        if grouping.get("equalized_odds_difference") is not None:
+            parts.append(f"equalized-odds difference: {fmt(grouping['equalized_odds_difference'])}")
     return parts

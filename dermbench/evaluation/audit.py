@@ -70,6 +70,66 @@ def check_groups(task: Task, groups: tuple[str, ...]) -> None:
         )
 
 
+def _lesions(frame: pd.DataFrame) -> np.ndarray | None:
+    """The lesion (or patient) of each image, so resamples keep a lesion's images together."""
+    return frame["group"].astype(str).to_numpy() if "group" in frame.columns else None
+
+
+def _split_audit(
+    task: Task,
+    groups: tuple[str, ...],
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    probs: np.ndarray,
+    threshold: float,
+    seed: int,
+    n_boot: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One split's audit at the validation threshold, and how each grouping was made."""
+    from dermbench.evaluation.fairness import fairness_audit
+
+    grouping, schemes, made = {}, {}, {}
+    for name in groups:
+        grouping[name], made[name] = group_values(frame, name)
+        schemes[name] = made[name].get("scheme") or name
+    audit = fairness_audit(y, probs, list(task.classes), grouping, task.positive_class, threshold,
+                           n_boot=n_boot, seed=seed, resample_groups=_lesions(frame), schemes=schemes)  # fmt: skip
+    return audit, made
+
+
+def _recalibration(
+    task: Task, groups: tuple[str, ...], frames: dict, labels: dict, probs: dict, seed: int, n_boot: int
+) -> dict[str, Any]:
+    """Global and per-group thresholds chosen on validation, audited on every other split."""
+    from dermbench.evaluation.recalibration import recalibrate_thresholds, recalibration_report
+
+    base = next((g for g in groups if g in SKIN_TONE_SCHEMES), groups[0])
+    val_groups, _ = group_values(frames["val"], base)
+    recal: dict[str, Any] = {"grouping": base}
+    for mode in ("global", "per_group"):
+        choice = recalibrate_thresholds(labels["val"], probs["val"], list(task.classes), val_groups,
+                                        task.positive_class, task.recall_constraint, mode=mode)  # fmt: skip
+        reports = {}
+        for split, frame in frames.items():
+            if split in ("train", "val"):
+                continue
+            g, made = group_values(frame, base)
+            reports[split] = recalibration_report(
+                labels[split],
+                probs[split],
+                list(task.classes),
+                {base: g},
+                choice,
+                g,
+                n_boot=n_boot,
+                seed=seed,
+                resample_groups=_lesions(frame),
+                schemes={base: made.get("scheme") or base},
+            )
+        recal[mode] = {"choice": choice, "splits": reports}
+    return recal
+
+
 def audit_run(
     task: Task,
     groups: tuple[str, ...],
@@ -80,10 +140,7 @@ def audit_run(
     seed: int,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Audit every scored split except train; recalibrate on validation (ITA groups first)."""
-    from dermbench.evaluation.fairness import fairness_audit
-    from dermbench.evaluation.recalibration import recalibrate_thresholds, recalibration_report
-
+    """Audit every scored split except train, resampling whole lesions; recalibrate on validation."""
     check_groups(task, groups)
     if threshold is None:
         raise ConfigError(
@@ -96,51 +153,10 @@ def audit_run(
         "splits": {},
     }
     for split, frame in frames.items():
-        if split == "train":
-            continue
-        grouping = {}
-        for name in groups:
-            values, scheme = group_values(frame, name)
-            grouping[name] = values
-            out["schemes"][name] = scheme
-        out["splits"][split] = fairness_audit(
-            labels[split],
-            probs[split],
-            list(task.classes),
-            grouping,
-            task.positive_class,
-            threshold,
-            n_boot=n_boot,
-            seed=seed,
-        )
-    base = next((g for g in groups if g in SKIN_TONE_SCHEMES), groups[0])
-    val_groups, _ = group_values(frames["val"], base)
-    recal: dict[str, Any] = {"grouping": base}
-    for mode in ("global", "per_group"):
-        choice = recalibrate_thresholds(
-            labels["val"],
-            probs["val"],
-            list(task.classes),
-            val_groups,
-            task.positive_class,
-            task.recall_constraint,
-            mode=mode,
-        )
-        reports = {}
-        for split, frame in frames.items():
-            if split in ("train", "val"):
-                continue
-            g, _ = group_values(frame, base)
-            reports[split] = recalibration_report(
-                labels[split],
-                probs[split],
-                list(task.classes),
-                {base: g},
-                choice,
-                g,
-                n_boot=n_boot,
-                seed=seed,
+        if split != "train":
+            out["splits"][split], made = _split_audit(
+                task, groups, frame, labels[split], probs[split], threshold, seed, n_boot
             )
-        recal[mode] = {"choice": choice, "splits": reports}
-    out["recalibration"] = recal
+            out["schemes"].update(made)
+    out["recalibration"] = _recalibration(task, groups, frames, labels, probs, seed, n_boot)
     return out

@@ -1,37 +1,52 @@
-"""Subgroup fairness audit and fairness-aware threshold recalibration.
+"""Subgroup audit: per-group metrics and signed differences against a named reference group.
 
 Rumale et al., "Recall-Oriented Deep Learning Framework for Skin Cancer Detection with
 Explainability and Fairness Analysis" (Table 8), report ROC-AUC, recall, precision, F1 and the
 false-negative rate of the positive (malignant) class for light and dark skin (ITA > 28 vs <= 28)
-and the light-minus-dark gap, then move the threshold to shrink the recall gap. This module does
-that for any grouping (ITA groups, Fitzpatrick type, sex, ...), with fairlearn's ``MetricFrame``
-for the per-group numbers and a bootstrap for the gaps.
+and the light-minus-dark difference. This module does that for any grouping (ITA groups,
+Fitzpatrick type, sex, ...):
 
-Decisions are one-vs-rest (``p(positive) >= threshold``, as in
-:func:`dermbench.metrics.operating_point`) at a threshold chosen on validation. A metric a group
-cannot define is None with the reason, never 0 and never a crash. Gaps are max minus min over
-the groups that define the metric (and first minus second for two groups), with percentile
-intervals from resampling the whole split. ``docs/fairness.md`` states every rule, including
-the recalibration rule of :func:`recalibrate_thresholds`.
+- per-group numbers through fairlearn's ``MetricFrame`` (plus Brier, ECE and the screening
+  metrics of each group), and fairlearn's equalized-odds difference;
+- ``reference - group`` for every other group, with a percentile interval from the same
+  lesion-grouped resamples; the reference is named (ITA: ``light``, so the sign is the paper's
+  light minus dark; otherwise the largest group), and a max - min gap, whose percentile interval
+  cannot cover 0, is not reported;
+- a minimum group size (images, positives, negatives): a smaller group is shown but used for no
+  difference and no worst-group value; every conditional interval says how many resamples
+  defined it;
+- worst-group AUC and recall (MEDFAIR's summary), over the usable groups;
+- flags: an operating point that calls (nearly) every image positive or negative makes every
+  difference "not a fairness result", and a group where that happens is flagged itself.
+
+Decisions are one-vs-rest (``p(positive) >= threshold``) at a threshold chosen on validation. A
+metric a group cannot define is None with the reason, never 0. ``docs/fairness.md`` has every rule.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame
+from fairlearn.metrics import MetricFrame, equalized_odds_difference
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from dermbench.errors import ConfigError, DataError
+from dermbench.evaluation.calibration import calibration_report
+from dermbench.evaluation.degenerate import operating_point_flags, rate_flags
+from dermbench.evaluation.resample import percentile_interval, resample_weights, resampling_unit
+from dermbench.evaluation.screening import screening_report
+from dermbench.evaluation.weighted import binary_rates, brier, ones, weighted_auc
 
-METRICS = ("auc", "recall", "precision", "f1", "fnr")
+METRICS = ("auc", "recall", "precision", "f1", "fnr", "specificity")
+LOWER_IS_BETTER = frozenset({"fnr"})
+MIN_GROUP = {"images": 30, "positives": 5, "negatives": 5}
+REFERENCE = {"binary28": "light"}  # named reference groups of a scheme (ITA > 28 vs <= 28)
 MISSING = frozenset({"", "nan", "none", "unknown"})
-_CHUNK_CELLS = 4_000_000
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -116,6 +131,7 @@ _ON_DECISIONS = {
     "precision": partial(precision_score, zero_division=np.nan),
     "f1": partial(f1_score, zero_division=np.nan),
     "fnr": lambda y, d: 1.0 - recall_score(y, d, zero_division=np.nan),
+    "specificity": lambda y, d: recall_score(y, d, pos_label=0, zero_division=np.nan),
     **{name: _cell(*cell) for name, cell in _CELLS.items()},
 }
 
@@ -125,6 +141,7 @@ def _reasons(n: int, positives: int, called: int, positive_class: str) -> dict[s
     why = dict.fromkeys(("auc", "recall", "fnr"), none) if positives == 0 else {}
     if positives == n:
         why["auc"] = f"only {positive_class} cases in group (AUC needs both)"
+        why["specificity"] = f"no cases other than {positive_class} in group"
     if called == 0:
         why["precision"] = f"no case called {positive_class} at the threshold"
         if positives == 0:
@@ -160,100 +177,111 @@ def per_group_metrics(
     return [_entry(str(g), table.loc[g], positive_class) for g in table.index]
 
 
-# --- bootstrap ------------------------------------------------------------------------------
+# --- what a group adds beyond fairlearn's table ---------------------------------------------
 
 
-def resample_counts(n: int, n_boot: int, seed: int = 0, clusters: Any = None) -> Iterator[np.ndarray]:
-    """Chunks (b, n) of how often each row was drawn, resample by resample.
-
-    With ``clusters`` (e.g. lesion ids) whole clusters are drawn with replacement, so several
-    images of one lesion never make an interval narrower than the number of lesions allows.
-    """
-    rng = np.random.default_rng(seed)
-    if clusters is None:
-        inverse, units = np.arange(n), n
-    else:
-        c = np.asarray(clusters)
-        if len(c) != n:
-            raise DataError(f"resample_groups has {len(c)} entries for {n} rows")
-        _, inverse = np.unique(c.astype(str), return_inverse=True)
-        units = int(inverse.max()) + 1 if n else 0
-    chunk = max(1, _CHUNK_CELLS // max(n, 1))
-    done = 0
-    while done < n_boot:
-        b = min(chunk, n_boot - done)
-        draw = rng.integers(0, units, size=(b, units))
-        flat = (draw + units * np.arange(b)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=b * units).reshape(b, units).astype(np.float64)
-        yield counts[:, inverse]
-        done += b
+def _group_extras(
+    rows: np.ndarray, y: np.ndarray, probs: np.ndarray, actual: np.ndarray, scores: np.ndarray
+) -> dict[str, Any]:
+    """Calibration and threshold-free screening metrics of one group's rows."""
+    return {
+        "brier": float(brier(y[rows], probs[rows], ones(len(rows)))[0]) if len(rows) else None,
+        "ece": calibration_report(y[rows], probs[rows])["ece"],
+        "screening": screening_report(actual[rows], scores[rows]),
+    }
 
 
-def weighted_auc(scores: np.ndarray, actual: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC-AUC for each row of ``weights`` (b, m): P(score_pos > score_neg) + 0.5 P(tie), NaN if a class is absent."""
-    order = np.argsort(scores, kind="mergesort")
-    s, a, w = scores[order], actual[order], weights[:, order]
-    m = len(s)
-    if m == 0:
-        return np.full(len(weights), np.nan)
-    _, first = np.unique(s, return_index=True)
-    last = np.r_[first[1:] - 1, m - 1]
-    tie_of = np.repeat(np.arange(len(first)), np.diff(np.r_[first, m]))
-    neg = np.cumsum(w * ~a, axis=1)
-    below = np.where(first > 0, neg[:, np.maximum(first - 1, 0)], 0.0)
-    tied = neg[:, last] - below
-    wins = ((w * a) * (below[:, tie_of] + 0.5 * tied[:, tie_of])).sum(axis=1)
-    pairs = (w * a).sum(axis=1) * neg[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, wins / pairs, np.nan)
+def _usability(row: dict[str, Any], minimum: Mapping[str, int]) -> str | None:
+    """Why a group is too small to be used for differences, or None if it is usable."""
+    counts = {"images": row["n"], "positives": row["positives"], "negatives": row["n"] - row["positives"]}
+    short = [
+        f"{counts[k]} {k} < {minimum[k]}"
+        for k in ("images", "positives", "negatives")
+        if counts[k] < minimum[k]
+    ]
+    return f"too small to compare ({', '.join(short)})" if short else None
 
 
-def weighted_metrics(
-    actual: np.ndarray, scores: np.ndarray, decided: np.ndarray, weights: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Every audit metric for each row of resample ``weights`` (b, m) at once; NaN where undefined."""
-    tp = weights @ (actual & decided).astype(float)
-    fp = weights @ (~actual & decided).astype(float)
-    fn = weights @ (actual & ~decided).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
-        return {
-            "auc": weighted_auc(scores, actual, weights),
-            "recall": recall,
-            "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
-            "f1": np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan),
-            "fnr": 1.0 - recall,
-        }
+def _reference(name: str, scheme: str | None, rows: list[dict[str, Any]]) -> tuple[str | None, str]:
+    """The named reference group of a grouping, and the rule that named it."""
+    usable = [r for r in rows if r["usable"]]
+    named = REFERENCE.get(scheme or name)
+    if named is not None and any(r["group"] == named for r in usable):
+        return named, f"{named} (the paper's reference: differences are {named} minus the group)"
+    if not usable:
+        return None, "no usable group"
+    largest = max(usable, key=lambda r: (r["n"], r["group"]))
+    return largest["group"], "the largest usable group"
 
 
-def _interval(values: np.ndarray, alpha: float) -> tuple[float | None, float | None, int]:
-    used = values[~np.isnan(values)]
-    if not used.size:
-        return None, None, 0
-    low, high = np.percentile(used, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(low), float(high), int(used.size)
+# --- resampled differences ------------------------------------------------------------------
+
+
+def _group_draws(actual, scores, decided, members, n_boot, seed, clusters) -> list[dict[str, np.ndarray]]:
+    """Per group, ``{metric: (n_boot,)}`` over the same resamples of the whole split."""
+    out: list[dict[str, list]] = [{m: [] for m in METRICS} for _ in members]
+    for w in resample_weights(len(actual), n_boot, seed, clusters):
+        for g, idx in enumerate(members):
+            wg = w[:, idx]
+            rates = binary_rates(actual[idx], decided[idx], wg)
+            rates["auc"] = weighted_auc(scores[idx], actual[idx], wg)
+            for m in METRICS:
+                out[g][m].append(rates[m])
+    return [{m: np.concatenate(v) for m, v in d.items()} for d in out]
+
+
+def _differences(
+    rows: list[dict[str, Any]], ref: str | None, draws: list | None, alpha: float
+) -> dict[str, list]:
+    """``reference - group`` for each usable group, with its interval over the shared resamples."""
+    if ref is None:
+        return {}
+    r = next(i for i, row in enumerate(rows) if row["group"] == ref)
+    out: dict[str, list] = {m: [] for m in METRICS}
+    for g, row in enumerate(rows):
+        if g == r or not row["usable"]:
+            continue
+        for m in METRICS:
+            a, b = rows[r][m], row[m]
+            entry: dict[str, Any] = {
+                "group": row["group"],
+                "value": None if a is None or b is None else a - b,
+            }
+            if entry["value"] is None:
+                entry["undefined"] = row["undefined"].get(m) or rows[r]["undefined"].get(m)
+            elif draws is not None:
+                entry.update(percentile_interval(draws[r][m] - draws[g][m], alpha, entry["value"]).to_dict())
+            out[m].append(entry)
+    return out
+
+
+def _worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The worst usable group for AUC and recall (MEDFAIR), and for the false-negative rate."""
+    out = {}
+    for m in ("auc", "recall", "fnr"):
+        defined = [r for r in rows if r["usable"] and r[m] is not None]
+        if defined:
+            pick = max if m in LOWER_IS_BETTER else min
+            worst = pick(defined, key=lambda r: r[m])
+            out[m] = {"group": worst["group"], "value": worst[m]}
+    return out
+
+
+def _equalized_odds(
+    actual: np.ndarray, decided: np.ndarray, labels: np.ndarray, rows: list[dict]
+) -> float | None:
+    """fairlearn's equalized-odds difference over the usable groups' images."""
+    usable = {r["group"] for r in rows if r["usable"]}
+    keep = np.array([v in usable for v in labels], dtype=bool)
+    if len(usable) < 2:
+        return None
+    value = equalized_odds_difference(
+        actual[keep].astype(int), decided[keep].astype(int), sensitive_features=labels[keep].astype(str)
+    )
+    return None if math.isnan(value) else float(value)
 
 
 # --- the audit ------------------------------------------------------------------------------
-
-
-def _bootstrap(
-    actual: np.ndarray,
-    scores: np.ndarray,
-    decided: np.ndarray,
-    members: Mapping[str, list[np.ndarray]],
-    n_boot: int,
-    seed: int,
-    clusters: Any,
-) -> dict[str, dict[str, np.ndarray]]:
-    """Per grouping and metric, an (n_boot, groups) array of the metric on each resample."""
-    out: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in METRICS} for name in members}
-    for w in resample_counts(len(actual), n_boot, seed, clusters):
-        for name, idx_list in members.items():
-            per = [weighted_metrics(actual[i], scores[i], decided[i], w[:, i]) for i in idx_list]
-            for m in METRICS:
-                out[name][m].append(np.array([p[m] for p in per]).T.reshape(len(w), len(per)))
-    return {name: {m: np.concatenate(v) for m, v in table.items()} for name, table in out.items()}
 
 
 def _ordered(rows: list[dict[str, Any]], order: Sequence[Any] | None) -> list[dict[str, Any]]:
@@ -262,32 +290,61 @@ def _ordered(rows: list[dict[str, Any]], order: Sequence[Any] | None) -> list[di
     return sorted(rows, key=lambda r: (rank.get(r["group"], len(rank)), r["group"]))
 
 
-def _gap(rows: list[dict[str, Any]], boot: np.ndarray | None, metric: str, alpha: float) -> dict[str, Any]:
-    """max - min over the groups that define ``metric``; the signed difference when there are two."""
-    defined = [i for i, r in enumerate(rows) if r[metric] is not None]
-    names = [rows[i]["group"] for i in defined]
-    entry: dict[str, Any] = {"value": None, "low": None, "high": None, "n_boot_used": 0, "groups": names}
-    excluded = {r["group"]: r["undefined"][metric] for r in rows if r[metric] is None}
-    if excluded:
-        entry["excluded"] = excluded
-    if len(defined) < 2:
-        entry["reason"] = f"fewer than two groups define {metric}"
-        return entry
-    vals = np.array([rows[i][metric] for i in defined])
-    entry.update(value=float(vals.max() - vals.min()))
-    entry.update(max_group=names[int(vals.argmax())], min_group=names[int(vals.argmin())])
-    b = None if boot is None else boot[:, defined]
-    if b is not None:
-        with np.errstate(invalid="ignore"):
-            gaps = np.where(np.isnan(b).any(axis=1), np.nan, b.max(axis=1) - b.min(axis=1))
-        entry["low"], entry["high"], entry["n_boot_used"] = _interval(gaps, alpha)
-    if len(defined) == 2:
-        diff: dict[str, Any] = {"groups": names, "value": float(vals[0] - vals[1])}
-        diff.update(low=None, high=None, n_boot_used=0)
-        if b is not None:
-            diff["low"], diff["high"], diff["n_boot_used"] = _interval(b[:, 0] - b[:, 1], alpha)
-        entry["difference"] = diff
-    return entry
+def _grouping(name: str, lab: np.ndarray, data: dict, settings: dict) -> dict[str, Any]:
+    """One grouping's table, reference, differences, worst group and equalized odds."""
+    actual, scores, decided = data["actual"], data["scores"], data["decided"]
+    rows = _ordered(
+        per_group_metrics(actual, scores, decided, lab, data["positive_class"]), settings["order"].get(name)
+    )
+    for row in rows:
+        idx = np.flatnonzero(lab == row["group"])
+        row.update(_group_extras(idx, data["y"], data["probs"], actual, scores))
+        row["positive_rate"] = (row["tp"] + row["fp"]) / row["n"] if row["n"] else None
+        row["flags"] = rate_flags(row["positive_rate"])
+        why = _usability(row, settings["min_group"])
+        row["usable"], row["not_used"] = why is None, why
+    ref, rule = _reference(name, settings["schemes"].get(name), rows)
+    draws = None
+    if settings["n_boot"]:
+        members = [np.flatnonzero(lab == r["group"]) for r in rows]
+        draws = _group_draws(
+            actual, scores, decided, members, settings["n_boot"], settings["seed"], settings["clusters"]
+        )
+    return {
+        "groups": rows,
+        "n_missing": int(sum(v is None for v in lab)),
+        "reference": ref,
+        "reference_rule": rule,
+        "difference": "reference - group",
+        "differences": _differences(rows, ref, draws, settings["alpha"]),
+        "worst_group": _worst(rows),
+        "equalized_odds_difference": _equalized_odds(actual, decided, lab, rows),
+    }
+
+
+def _split_flags(
+    actual: np.ndarray, decided: np.ndarray, scalar: bool, clusters: Any, seed: int
+) -> dict[str, Any]:
+    """The operating point's flags; a trivial one makes the whole audit not a fairness result."""
+    if scalar:
+        flags = operating_point_flags(actual, decided, groups=clusters, seed=seed)
+    else:
+        flags = rate_flags(float(decided.mean()))
+    trivial = [f for f in flags if f["code"] in ("all_positive", "all_negative")]
+    out: dict[str, Any] = {"flags": flags, "fairness_result": not trivial}
+    if trivial:
+        why = f"the operating point {trivial[0]['message']}: every group's recall is trivially the same"
+        out["not_a_fairness_result"] = why
+    return out
+
+
+def _check_audit(n: int, n_boot: int, alpha: float) -> None:
+    if n == 0:
+        raise DataError("cannot audit an empty split")
+    if n_boot < 0:
+        raise ConfigError(f"n_boot must be >= 0, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
 
 
 def fairness_audit(
@@ -303,35 +360,27 @@ def fairness_audit(
     *,
     order: Mapping[str, Sequence[Any]] | None = None,
     resample_groups: Any = None,
+    schemes: Mapping[str, str] | None = None,
+    min_group: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Per-group metrics of ``positive_class`` and between-group gaps with bootstrap intervals.
+    """Per-group metrics of ``positive_class`` and signed differences against a reference group.
 
-    ``groups`` maps a grouping's name to one label per row (e.g. ``{"ita": ..., "sex": ...}``);
-    ``threshold`` is the validation operating point, one number or one per row; ``order`` lists
-    a grouping's groups in the order wanted (the two-group difference is first minus second);
-    ``resample_groups`` (lesion ids) makes the bootstrap draw whole lesions. The result is plain
-    JSON: see the module docstring and docs/fairness.md.
+    ``groups`` maps a grouping's name to one label per row; ``threshold`` is the validation
+    operating point, one number or one per row; ``resample_groups`` (lesion ids) makes the
+    bootstrap draw whole lesions; ``schemes`` maps a grouping to its scheme (``ita`` has the named
+    reference ``light``); ``min_group`` overrides :data:`MIN_GROUP`. Plain JSON out.
     """
     actual, scores = _inputs(y_true, probs, classes, positive_class)
     n = len(actual)
-    if n == 0:
-        raise DataError("cannot audit an empty split")
-    if n_boot < 0:
-        raise ConfigError(f"n_boot must be >= 0, got {n_boot}")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
+    _check_audit(n, n_boot, alpha)
     t = _row_thresholds(threshold, n)
     decided = scores >= t
-    labels = {name: group_labels(values, n, name) for name, values in groups.items()}
+    data = {"actual": actual, "scores": scores, "decided": decided, "positive_class": positive_class,
+            "y": np.asarray(y_true).astype(np.int64), "probs": np.asarray(probs, dtype=np.float64)}  # fmt: skip
+    settings = {"order": dict(order or {}), "schemes": dict(schemes or {}), "min_group": {**MIN_GROUP, **(min_group or {})},
+                "n_boot": n_boot, "seed": seed, "alpha": alpha, "clusters": resample_groups}  # fmt: skip
     (overall,) = per_group_metrics(actual, scores, decided, np.full(n, "all", dtype=object), positive_class)
-    tables = {
-        name: _ordered(
-            per_group_metrics(actual, scores, decided, lab, positive_class), (order or {}).get(name)
-        )
-        for name, lab in labels.items()
-    }
-    members = {name: [np.flatnonzero(labels[name] == r["group"]) for r in tables[name]] for name in tables}
-    boot = _bootstrap(actual, scores, decided, members, n_boot, seed, resample_groups) if n_boot else {}
+    overall["positive_rate"] = float(decided.mean())
     scalar = np.ndim(threshold) == 0
     return {
         "positive_class": positive_class,
@@ -341,14 +390,11 @@ def fairness_audit(
         "n_boot": int(n_boot),
         "seed": int(seed),
         "alpha": float(alpha),
-        "resampling": "images" if resample_groups is None else "groups",
+        "resampling": resampling_unit(resample_groups),
+        "min_group": settings["min_group"],
         "overall": overall,
+        **_split_flags(actual, decided, scalar, resample_groups, seed),
         "groupings": {
-            name: {
-                "groups": rows,
-                "n_missing": int(sum(v is None for v in labels[name])),
-                "gaps": {m: _gap(rows, boot.get(name, {}).get(m), m, alpha) for m in METRICS},
-            }
-            for name, rows in tables.items()
+            name: _grouping(name, group_labels(v, n, name), data, settings) for name, v in groups.items()
         },
     }

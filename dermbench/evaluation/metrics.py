@@ -26,16 +26,17 @@ from typing import Any
 import numpy as np
 
 from dermbench.errors import ConfigError, DataError
+from dermbench.evaluation.degenerate import is_trivial
+from dermbench.evaluation.weighted import binary_rates, confusions, evaluate, ones
 
 VECTORISED = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc")
 OPERATING = ("recall", "precision", "f1", "sensitivity", "specificity")
-_CHUNK_CELLS = 4_000_000  # resamples x rows held at once by the bootstrap
 
 
 # --- input checks ---------------------------------------------------------------------------
 
 
-def _check(y_true: Any, probs: Any, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def check_inputs(y_true: Any, probs: Any, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Labels as int64 class indices and probabilities as float64, or a DataError saying why not."""
     y = np.asarray(y_true)
     p = np.asarray(probs, dtype=np.float64)
@@ -62,13 +63,13 @@ def _check(y_true: Any, probs: Any, classes: Sequence[str]) -> tuple[np.ndarray,
     return y, p
 
 
-def _positive_index(classes: Sequence[str], positive_class: str) -> int:
+def positive_index(classes: Sequence[str], positive_class: str) -> int:
     if positive_class not in classes:
         raise ConfigError(f"positive_class {positive_class!r} is not one of the classes {list(classes)}")
     return list(classes).index(positive_class)
 
 
-def _check_threshold(threshold: float) -> float:
+def check_threshold(threshold: float) -> float:
     if not 0.0 <= float(threshold) <= 1.0:
         raise ConfigError(f"threshold {threshold!r} is outside [0, 1]")
     return float(threshold)
@@ -78,86 +79,6 @@ def _num(x: Any) -> float | None:
     """A plain float for JSON, or None where the metric is undefined (NaN)."""
     x = float(x)
     return None if math.isnan(x) else x
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.full(np.broadcast(num, den).shape, np.nan)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-# --- scores over a batch of (weighted) confusion matrices -----------------------------------
-
-
-def _scores(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Aggregate scores of confusion matrices ``cm[b, true, predicted]``; NaN where undefined."""
-    tp = np.diagonal(cm, axis1=1, axis2=2)
-    support = cm.sum(axis=2)
-    predicted = cm.sum(axis=1)
-    n = support.sum(axis=1)
-    present = support > 0
-    seen = present | (predicted > 0)  # the labels f1_score(average="macro") averages over
-    recall = _ratio(tp, support)
-    f1 = _ratio(2 * tp, support + predicted)
-    return {
-        "accuracy": _ratio(tp.sum(axis=1), n),
-        "balanced_accuracy": _ratio(np.where(present, recall, 0).sum(axis=1), present.sum(axis=1)),
-        "macro_f1": _ratio(np.where(seen, f1, 0).sum(axis=1), seen.sum(axis=1)),
-        "weighted_f1": _ratio(np.where(present, f1 * support, 0).sum(axis=1), n),
-    }
-
-
-def _auc_ovr(y: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """One-vs-rest ROC AUC per class for each weight row: ``(resamples, classes)``, NaN if undefined.
-
-    The Mann-Whitney form (ties count one half) over the weighted sample, which equals the
-    trapezoidal ROC area of the sample with each row repeated ``weight`` times.
-    """
-    out = np.full((weights.shape[0], probs.shape[1]), np.nan)
-    if not len(y):
-        return out
-    for c in range(probs.shape[1]):
-        order = np.argsort(probs[:, c], kind="stable")
-        s = probs[order, c]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        w = weights[:, order]
-        pos = (y[order] == c).astype(np.float64)
-        gp = np.add.reduceat(w * pos, starts, axis=1)
-        gn = np.add.reduceat(w * (1.0 - pos), starts, axis=1)
-        below = np.cumsum(gn, axis=1) - gn
-        num = (gp * (below + 0.5 * gn)).sum(axis=1)
-        out[:, c] = _ratio(num, gp.sum(axis=1) * gn.sum(axis=1))
-    return out
-
-
-def _macro_auc(auc: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """Mean AUC over the classes present; NaN where fewer than two are."""
-    present = support > 0
-    total = np.where(present, np.nan_to_num(auc), 0).sum(axis=1)
-    return np.where(present.sum(axis=1) >= 2, total / np.maximum(present.sum(axis=1), 1), np.nan)
-
-
-def _confusions(y: np.ndarray, pred: np.ndarray, k: int, weights: np.ndarray) -> np.ndarray:
-    cells = np.zeros((len(y), k * k))
-    cells[np.arange(len(y)), y * k + pred] = 1.0
-    return (weights @ cells).reshape(-1, k, k)
-
-
-def _op_rates(y: np.ndarray, p: np.ndarray, pos: int, t: float, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Weighted one-vs-rest counts (tp, fp, tn, fn) and rates of ``p[:, pos] >= t``; NaN if undefined."""
-    decided = (p[:, pos] >= t).astype(np.float64)
-    actual = (y == pos).astype(np.float64)
-    tp, fp = weights @ (decided * actual), weights @ (decided * (1 - actual))
-    fn, tn = weights @ ((1 - decided) * actual), weights @ ((1 - decided) * (1 - actual))
-    recall = _ratio(tp, tp + fn)
-    return {
-        "recall": recall,
-        "precision": _ratio(tp, tp + fp),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "sensitivity": recall,
-        "specificity": _ratio(tn, tn + fp),
-        **{"tp": tp, "fp": fp, "tn": tn, "fn": fn},
-    }
 
 
 # --- the METRICS object ---------------------------------------------------------------------
@@ -188,10 +109,10 @@ def operating_point(
     ``feasible`` is a property of the validation choice (did any grid threshold meet the
     constraint there), so the caller passes it through; it is not recomputed on this split.
     """
-    y, p = _check(y_true, probs, classes)
-    pos = _positive_index(classes, positive_class)
-    t = _check_threshold(threshold)
-    values = {name: v[0] for name, v in _op_rates(y, p, pos, t, np.ones((1, len(y)))).items()}
+    y, p = check_inputs(y_true, probs, classes)
+    pos = positive_index(classes, positive_class)
+    t = check_threshold(threshold)
+    values = {name: v[0] for name, v in binary_rates(y == pos, p[:, pos] >= t, ones(len(y))).items()}
     why = {
         "recall": f"no {positive_class} cases in split",
         "precision": f"no case decided {positive_class} at threshold {t}",
@@ -206,8 +127,32 @@ def operating_point(
         "feasible": None if feasible is None else bool(feasible),
         **{name: _num(values[name]) for name in OPERATING},
         **{name: int(values[name]) for name in ("tp", "fp", "tn", "fn")},
+        "positive_rate": _num(values["positive_rate"]),
         "undefined": {name: why[name] for name in OPERATING if math.isnan(values[name])},
     }
+
+
+def _per_class(
+    counts: np.ndarray, classes: Sequence[str], undefined: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and support of each class from one confusion matrix of counts."""
+    per_class: dict[str, dict[str, Any]] = {}
+    for c, name in enumerate(classes):
+        tp, support, predicted = counts[c, c], counts[c].sum(), counts[:, c].sum()
+        entry: dict[str, Any] = {"precision": None, "recall": None, "f1": None, "support": int(support)}
+        if predicted:
+            entry["precision"] = float(tp / predicted)
+        else:
+            undefined[f"per_class.{name}.precision"] = f"class {name} never predicted"
+        if support:
+            entry["recall"] = float(tp / support)
+            entry["f1"] = float(2 * tp / (support + predicted))
+        else:
+            why = f"class {name} absent from split"
+            undefined[f"per_class.{name}.recall"] = why
+            undefined[f"per_class.{name}.f1"] = why
+        per_class[name] = entry
+    return per_class
 
 
 def classification_report(
@@ -225,51 +170,30 @@ def classification_report(
     ``operating_point`` is filled when both ``positive_class`` and ``threshold`` are given; the
     threshold must come from validation (:func:`choose_threshold`), never from this split.
     """
-    y, p = _check(y_true, probs, classes)
-    k = len(classes)
-    pred = p.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
-    ones = np.ones((1, len(y)))
-    cm = _confusions(y, pred, k, ones)
-    scores = {name: _num(v[0]) for name, v in _scores(cm).items()}
-    auc = _macro_auc(_auc_ovr(y, p, ones), cm.sum(axis=2))
-    scores["macro_auc"] = _num(auc[0])
+    y, p = check_inputs(y_true, probs, classes)
+    w = ones(len(y))
+    scores = {name: _num(v[0]) for name, v in evaluate(w, y, p, classes, (*VECTORISED, "brier")).items()}
     undefined: dict[str, str] = {}
     if not len(y):
         undefined.update({name: "empty split" for name in scores})
     elif scores["macro_auc"] is None:
         only = [classes[c] for c in np.unique(y)]
         undefined["macro_auc"] = f"only class {only[0]} present in split (one-vs-rest AUC needs >= 2)"
-
-    counts = cm[0].astype(np.int64)
-    per_class: dict[str, dict[str, Any]] = {}
-    for c, name in enumerate(classes):
-        tp, support, predicted = counts[c, c], counts[c].sum(), counts[:, c].sum()
-        entry: dict[str, Any] = {"precision": None, "recall": None, "f1": None, "support": int(support)}
-        if predicted:
-            entry["precision"] = float(tp / predicted)
-        else:
-            undefined[f"per_class.{name}.precision"] = f"class {name} never predicted"
-        if support:
-            entry["recall"] = float(tp / support)
-            entry["f1"] = float(2 * tp / (support + predicted))
-        else:
-            why = f"class {name} absent from split"
-            undefined[f"per_class.{name}.recall"] = why
-            undefined[f"per_class.{name}.f1"] = why
-        per_class[name] = entry
-
+    pred = p.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
+    counts = confusions(y, pred, len(classes), w)[0].astype(np.int64)
     op = None
     if positive_class is not None and threshold is not None:
         settings = {"recall_constraint": recall_constraint, "feasible": feasible}
         op = operating_point(y, p, classes, positive_class, threshold, **settings)
         undefined.update({f"operating_point.{m}": why for m, why in op["undefined"].items()})
     elif positive_class is not None:
-        _positive_index(classes, positive_class)
+        positive_index(classes, positive_class)
         undefined["operating_point"] = "no threshold chosen on validation"
     return {
         "n": len(y),
         **{name: scores[name] for name in VECTORISED},
-        "per_class": per_class,
+        "brier": scores["brier"],
+        "per_class": _per_class(counts, classes, undefined),
         "confusion_matrix": counts.tolist(),
         "operating_point": op,
         "undefined": undefined,
@@ -325,8 +249,12 @@ def choose_threshold(
     positive_class: str,
     recall_constraint: float | None,
     step: float = 0.02,
+    exclude_trivial: bool = False,
 ) -> dict[str, Any]:
     """``t* = argmax_t F1(t)`` subject to ``Recall(t) >= gamma`` on VALIDATION predictions.
+
+    ``exclude_trivial`` leaves out thresholds that call (nearly) every or no image positive
+    (:func:`dermbench.evaluation.degenerate.is_trivial`), as recalibration must.
 
     Ties in F1 go to the lowest threshold, i.e. the highest recall among equally good F1: in
     screening a missed malignancy costs more than a false alarm. If no threshold meets the
@@ -334,8 +262,8 @@ def choose_threshold(
     ``recall_constraint=None`` is plain F1 maximisation. With no positive case in the split no
     threshold can be chosen: ``threshold`` is None and ``reason`` says why.
     """
-    y, p = _check(y_true, probs, classes)
-    pos = _positive_index(classes, positive_class)
+    y, p = check_inputs(y_true, probs, classes)
+    pos = positive_index(classes, positive_class)
     if recall_constraint is not None and not 0.0 < recall_constraint <= 1.0:
         raise ConfigError(f"recall_constraint {recall_constraint!r} must lie in (0, 1]")
     grid = threshold_grid(step)
@@ -350,11 +278,15 @@ def choose_threshold(
     fp = decided.sum(axis=0) - tp
     recall = tp / n_pos
     f1 = 2 * tp / (2 * tp + fp + (n_pos - tp))
-    ok = np.ones_like(recall, dtype=bool) if recall_constraint is None else recall >= recall_constraint
-    best = int(np.flatnonzero(ok)[np.argmax(f1[ok])]) if ok.any() else 0
+    allowed = ~is_trivial(decided.mean(axis=0)) if exclude_trivial else np.ones(len(grid), dtype=bool)
+    if not allowed.any():
+        result["reason"] = "every grid threshold calls (nearly) all or no images positive on validation"
+        return result
+    ok = allowed & (True if recall_constraint is None else recall >= recall_constraint)
+    best = int(np.flatnonzero(ok)[np.argmax(f1[ok])]) if ok.any() else int(np.flatnonzero(allowed)[0])
     if not ok.any():
         result["reason"] = (
-            f"no threshold reaches recall {recall_constraint} on validation (best {recall[0]:.4f})"
+            f"no threshold reaches recall {recall_constraint} on validation (best {recall[allowed][0]:.4f})"
         )
     result.update(threshold=float(grid[best]), feasible=bool(ok.any()))
     result.update(val_recall=float(recall[best]), val_f1=float(f1[best]))

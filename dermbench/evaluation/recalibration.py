@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dermbench.errors import ConfigError, DataError
+from dermbench.evaluation.degenerate import is_trivial
 from dermbench.evaluation.fairness import _inputs, fairness_audit, group_labels
 from dermbench.evaluation.metrics import choose_threshold, threshold_grid
 
@@ -59,14 +60,50 @@ def _global_choice(
     rows = [labels == g for g in with_pos]
     group_recall = np.stack([(decided[r] & actual[r, None]).sum(axis=0) / actual[r].sum() for r in rows])
     gap = group_recall.max(axis=0) - group_recall.min(axis=0)
-    ok = f1 >= f1_floor - 1e-12
+    ok = (f1 >= f1_floor - 1e-12) & ~is_trivial(decided.mean(axis=0))
     if gamma is not None:
         ok &= recall >= gamma
     if not ok.any():
-        return None, "no grid threshold meets the recall constraint and the F1 floor on validation"
+        return (
+            None,
+            "no non-trivial grid threshold meets the recall constraint and the F1 floor on validation",
+        )
     cand = np.flatnonzero(ok)
     best = cand[np.lexsort((grid[cand], -f1[cand], np.round(gap[cand], 12)))[0]]
     return float(grid[best]), None
+
+
+def _global(actual, scores, labels, base: dict, gamma, step: float, tol: float, seen: list) -> dict[str, Any]:
+    """One threshold for everyone: the smallest recall gap that is neither trivial nor worse in F1."""
+    t0 = float(base["threshold"])
+    if not base["feasible"]:
+        chosen, why = t0, f"{base['reason']}; the baseline threshold is kept"
+    else:
+        chosen, why = _global_choice(actual, scores, labels, gamma, step, base["val_f1"] - tol)
+        if chosen is None and not is_trivial(float(np.mean(scores >= t0))):
+            chosen, why = t0, f"{why}; the baseline threshold is kept"
+    if chosen is None:
+        return {"threshold": None, "thresholds": {}, "reason": f"{why}; no recalibrated threshold"}
+    return {"threshold": chosen, "thresholds": dict.fromkeys(seen, chosen), "reason": why}
+
+
+def _per_group(
+    actual, labels, y, p, classes, positive_class, gamma, step, t0: float, seen: list
+) -> dict[str, Any]:
+    """The baseline rule within each group's own rows, never a trivial threshold."""
+    per: dict[str, dict[str, Any]] = {}
+    for g in seen:
+        rows = labels == g
+        if not actual[rows].any():
+            per[g] = dict(threshold=t0, feasible=None, reason="no positive case in group: baseline used")
+            continue
+        c = choose_threshold(
+            y[rows], p[rows], classes, positive_class, gamma, step=step, exclude_trivial=True
+        )
+        if c["threshold"] is None:
+            c = {**c, "threshold": t0, "reason": f"{c['reason']}: baseline used"}
+        per[g] = {k: c[k] for k in ("threshold", "feasible", "val_recall", "val_f1", "reason")}
+    return {"thresholds": {g: v["threshold"] for g, v in per.items()}, "group_choices": per, "reason": None}
 
 
 def recalibrate_thresholds(
@@ -83,9 +120,10 @@ def recalibrate_thresholds(
     """Thresholds chosen on VALIDATION predictions only, to shrink the between-group recall gap.
 
     ``global``: the smallest gap among grid thresholds keeping recall >= the constraint and F1
-    within ``f1_tolerance`` of the baseline (the paper's recall-constrained point); without that
-    floor, calling every case positive would win with a zero gap. ``per_group``: the baseline rule
-    on each group's own rows. docs/fairness.md gives the full rule, ties and fallbacks.
+    within ``f1_tolerance`` of the baseline (the paper's recall-constrained point), never one that
+    calls (nearly) every or no image positive: that would win with a zero gap and mean nothing.
+    ``per_group``: the baseline rule on each group's own rows, with the same exclusion.
+    docs/fairness.md gives the full rule, ties and fallbacks.
     """
     if mode not in ("global", "per_group"):
         raise ConfigError(f"recalibration mode must be 'global' or 'per_group', got {mode!r}")
@@ -113,26 +151,13 @@ def recalibrate_thresholds(
     result["baseline"] = {"threshold": t0, **_summary(actual, scores, labels, np.full(len(actual), t0))}
     seen = sorted({v for v in labels if v is not None})
     if mode == "global":
-        chosen, why = t0, None
-        if base["feasible"]:
-            chosen, why = _global_choice(
-                actual, scores, labels, recall_constraint, step, base["val_f1"] - f1_tolerance
-            )
-            chosen = t0 if chosen is None else chosen
-        else:
-            why = f"{base['reason']}; the baseline threshold is kept"
-        result.update(threshold=chosen, thresholds=dict.fromkeys(seen, chosen), reason=why)
+        result.update(_global(actual, scores, labels, base, recall_constraint, step, f1_tolerance, seen))
     else:
-        per: dict[str, dict[str, Any]] = {}
-        for g in seen:
-            rows = labels == g
-            if not actual[rows].any():
-                per[g] = dict(threshold=t0, feasible=None, reason="no positive case in group: baseline used")
-                continue
-            c = choose_threshold(y[rows], p[rows], classes, positive_class, recall_constraint, step=step)
-            per[g] = {k: c[k] for k in ("threshold", "feasible", "val_recall", "val_f1", "reason")}
-        result.update(thresholds={g: v["threshold"] for g, v in per.items()}, group_choices=per, reason=None)
-    result["chosen"] = _summary(actual, scores, labels, thresholds_for_rows(val_groups, result))
+        result.update(
+            _per_group(actual, labels, y, p, classes, positive_class, recall_constraint, step, t0, seen)
+        )
+    if result["thresholds"]:
+        result["chosen"] = _summary(actual, scores, labels, thresholds_for_rows(val_groups, result))
     return result
 
 
@@ -186,6 +211,8 @@ def recalibration_report(
     before = fairness_audit(
         y_true, probs, classes, groups, positive_class, float(choice["default"]), n_boot, seed, **audit
     )
+    if not choice.get("thresholds"):
+        return {"choice": dict(choice), "before": before, "after": None, "reason": choice.get("reason")}
     after_t = thresholds_for_rows(threshold_groups, choice)
     if len(after_t) != before["n"]:
         raise DataError(f"threshold_groups has {len(after_t)} entries for {before['n']} rows")

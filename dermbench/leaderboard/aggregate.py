@@ -1,11 +1,17 @@
 """From runs to ranked tables: seeds folded into one entry, entries ranked within comparable groups.
 
 A cell is the mean and sample standard deviation (ddof=1) over seeds of the value each record
-holds, plus a bootstrap interval of that mean recomputed from the saved test predictions
-(``bootstrap.paired_interval``), resampling whole lesions when the predictions name them
-(the ``group`` column). The interval is only given when the predictions reproduce the
-recorded value exactly: if a post-hoc step or a different metric definition made them disagree,
-an interval around a different number would mislead, so the cell says why it has none.
+holds, plus a bootstrap interval of that mean recomputed from the saved test predictions, every
+seed scored on the same resampled cases and whole lesions resampled when the predictions name
+them (the ``group`` column), through :mod:`dermbench.evaluation.bootstrap`: the same arithmetic
+as the run record. The interval is only given when the predictions reproduce the recorded value
+exactly: an interval around a different number would mislead, so the cell says why it has none.
+
+Significance: every entry of a group is scored on the same resamples (same test cases, same
+seed), so the difference between the best entry and each other one has a paired interval; an
+entry whose interval reaches 0 is marked as not significantly different from the best. Entries
+with fewer seeds than the group's most, or another training budget (model, init, epochs,
+learning rate, checkpoint selection), are flagged rather than silently ranked beside the rest.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from dermbench.leaderboard import bootstrap
+from dermbench.evaluation.bootstrap import paired_difference, seed_mean_draws
+from dermbench.evaluation.resample import Interval, percentile_interval
+from dermbench.evaluation.weighted import evaluate, ones, supported
 from dermbench.leaderboard.config import LeaderboardConfig
 from dermbench.leaderboard.records import GroupKey, Run, as_number, get_path, slug
 
 TOLERANCE = 1e-6
+MIN_DEFINED = 0.9  # fewer defined draws than this share: the interval would be too conditional, so none
 
 
 @dataclass
@@ -31,8 +40,11 @@ class Cell:
     values: list[float | None]
     mean: float | None
     std: float | None
-    interval: bootstrap.Interval | None = None
+    interval: Interval | None = None
     note: str | None = None
+    draws: np.ndarray | None = field(default=None, repr=False)
+    vs_best: Interval | None = None  # best entry minus this one, over the same resamples
+    tied_with_best: bool | None = None
 
     @property
     def n(self) -> int:
@@ -47,6 +59,7 @@ class Entry:
     cells: dict[str, Cell]
     rank: int = 0
     slug: str = ""
+    flags: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -79,6 +92,12 @@ class Board:
     def versions(self) -> list[str]:
         return sorted({str(r.version) for r in self.runs})
 
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The training budget most entries share (entries with another one are flagged)."""
+        budgets = [e.runs[0].budget() for e in self.entries]
+        return max(budgets, key=lambda b: sum(b == o for o in budgets)) if budgets else {}
+
 
 def _aligned(runs: Sequence[Run]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None] | str:
     """Labels, per-seed probabilities and lesion groups on the same test rows, or why not."""
@@ -109,7 +128,7 @@ def summarize(runs: Sequence[Run], columns: Sequence[str], n_boot: int, seed: in
         std = float(np.std(ok, ddof=1)) if len(ok) > 1 else None
         cells[m] = Cell(metric=m, values=vals, mean=mean, std=std)
     classes = runs[0].classes
-    want = [m for m in columns if bootstrap.supported(m, classes)]
+    want = [m for m in columns if supported(m, classes)]
     for m in set(columns) - set(want):
         cells[m].note = "not recomputable from predictions"
     for m in want:
@@ -127,11 +146,10 @@ def summarize(runs: Sequence[Run], columns: Sequence[str], n_boot: int, seed: in
     pos = runs[0].positive_class()
     thresholds = [r.threshold() for r in runs]
     for r, p, t in zip(runs, probs, thresholds, strict=True):
-        recomputed = bootstrap.point_values(y, p, classes, want, t, pos)
+        recomputed = evaluate(ones(len(y)), y, p, classes, want, t, pos)
         for m in list(want):
-            rec = as_number(get_path(r.test_metrics, m))
-            got = recomputed[m]
-            if got is None or rec is None or abs(got - rec) > TOLERANCE:
+            rec, got = as_number(get_path(r.test_metrics, m)), float(recomputed[m][0])
+            if np.isnan(got) or rec is None or abs(got - rec) > TOLERANCE:
                 cells[
                     m
                 ].note = (
@@ -139,25 +157,28 @@ def summarize(runs: Sequence[Run], columns: Sequence[str], n_boot: int, seed: in
                 )
                 want.remove(m)
     if want:
-        intervals = bootstrap.paired_interval(
-            y,
-            list(zip(probs, thresholds, strict=True)),
-            classes,
-            want,
-            pos,
-            n_boot=n_boot,
-            seed=seed,
-            groups=groups,
+        draws = seed_mean_draws(
+            y, list(zip(probs, thresholds, strict=True)), classes, want, pos, n_boot, seed, groups
         )
-        for m, iv in intervals.items():
-            cells[m].interval = iv
-            if iv is None:
-                cells[m].note = "undefined in too many bootstrap draws"
+        for m, d in draws.items():
+            _set_interval(cells[m], d, n_boot)
     return cells
 
 
+def _set_interval(cell: Cell, draws: np.ndarray, n_boot: int) -> None:
+    if np.isfinite(draws).sum() < max(10, MIN_DEFINED * n_boot):
+        cell.note = "undefined in too many bootstrap draws"
+        return
+    cell.draws = draws
+    cell.interval = percentile_interval(draws, 0.05, cell.mean)
+
+
 def _flat_variant(run: Run) -> dict[str, str]:
+    """The run's settings, with the loss options it actually used where the record has them."""
     out: dict[str, str] = {}
+    for stage in get_path(run.record, "resolved.stages") or []:
+        for k, v in (get_path(stage, "loss.options") or {}).items():
+            out[f"loss.{k}"] = json.dumps(v, default=str)
     for k, v in run.variant.items():
         if k == "options" and isinstance(v, dict):
             out.update({str(ok): json.dumps(ov, default=str) for ok, ov in v.items()})
@@ -173,11 +194,14 @@ def _variant_labels(runs_by_variant: dict[str, list[Run]]) -> dict[str, str]:
     flats = {vid: _flat_variant(rs[0]) for vid, rs in runs_by_variant.items()}
     keys = sorted({k for f in flats.values() for k in f})
     differing = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1]
-    return {vid: ", ".join(f"{k}={f.get(k, 'unset')}" for k in differing) for vid, f in flats.items()}
+    return {vid: ", ".join(f"{k}={f.get(k, 'default')}" for k in differing) for vid, f in flats.items()}
 
 
 def rank(entries: list[Entry], primary: str) -> list[Entry]:
-    """Best primary-metric mean first (all leaderboard metrics are higher-is-better); missing last."""
+    """Best primary-metric mean first (all leaderboard metrics are higher-is-better); missing last.
+
+    Then each entry's paired difference from the best, and the flags of seeds and budget.
+    """
 
     def key(e: Entry) -> tuple:
         m = e.cells[primary].mean
@@ -186,7 +210,49 @@ def rank(entries: list[Entry], primary: str) -> list[Entry]:
     ordered = sorted(entries, key=key)
     for i, e in enumerate(ordered, start=1):
         e.rank = i
+    if ordered:
+        compare_with_best(ordered, primary)
+        flag_seeds_and_budget(ordered)
     return ordered
+
+
+def compare_with_best(ordered: list[Entry], primary: str) -> None:
+    """Mark the entries whose difference from the best is not significant (interval reaches 0)."""
+    best = ordered[0].cells[primary]
+    for e in ordered[1:]:
+        c = e.cells[primary]
+        if best.draws is None or c.draws is None or len(best.draws) != len(c.draws) or c.mean is None:
+            continue
+        if not _same_test_rows(ordered[0], e):
+            continue
+        c.vs_best = paired_difference(best.draws, c.draws, best.mean - c.mean)
+        c.tied_with_best = c.vs_best.low is not None and c.vs_best.low <= 0
+    if best.draws is not None:
+        best.tied_with_best = True
+
+
+def _same_test_rows(a: Entry, b: Entry) -> bool:
+    fa, fb = a.runs[0].predictions("test"), b.runs[0].predictions("test")
+    if fa is None or fb is None or len(fa) != len(fb):
+        return False
+    return all(
+        fa[c].astype(str).tolist() == fb[c].astype(str).tolist()
+        for c in ("image_id", "label")
+        if c in fa and c in fb
+    )
+
+
+def flag_seeds_and_budget(ordered: list[Entry]) -> None:
+    """Say when an entry has fewer seeds than others, or was trained under another budget."""
+    most = max(len(e.runs) for e in ordered)
+    budgets = [e.runs[0].budget() for e in ordered]
+    common = max(budgets, key=lambda b: sum(b == o for o in budgets))
+    for e, b in zip(ordered, budgets, strict=True):
+        if len(e.runs) < most:
+            e.flags.append(f"{len(e.runs)} seed{'s' if len(e.runs) > 1 else ''} (others up to {most})")
+        differs = [f"{k} {b.get(k)} (most: {common.get(k)})" for k in common if b.get(k) != common.get(k)]
+        if differs:
+            e.flags.append("other training budget: " + ", ".join(differs))
 
 
 def build_board(key: GroupKey, runs: Sequence[Run], cfg: LeaderboardConfig) -> Board:

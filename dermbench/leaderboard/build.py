@@ -11,6 +11,7 @@ Layout of the output folder::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dermbench.errors import DataError
 from dermbench.leaderboard.aggregate import Board, build_boards
@@ -26,6 +27,56 @@ def _task_title(cfg: LeaderboardConfig, task: str, boards: list[Board]) -> tuple
     title = (view.title if view else None) or rec.get("title") or task
     description = (view.description if view else None) or rec.get("description") or ""
     return str(title), str(description)
+
+
+def _entry_pages(
+    env: Any, cfg: LeaderboardConfig, out: Path, task_slug: str, title: str, boards: list[Board]
+) -> None:
+    for board in boards:
+        for e in board.entries:
+            entry_page(
+                env,
+                cfg,
+                e.runs,
+                out / "entry" / task_slug / board.slug / e.slug,
+                root="../../../../",
+                crumbs=[("../../../../index.html", cfg.title), (f"../../../../task/{task_slug}.html", title)],
+                columns=board.columns,
+                label=e.label,
+                cells=e.cells,
+            )
+
+
+def _task_pages(
+    env: Any, cfg: LeaderboardConfig, out: Path, task: str, boards: list[Board], common: dict
+) -> dict:
+    """The task's page and its entries' pages; the task's line on the index."""
+    task_slug = slug(task)
+    title, description = _task_title(cfg, task, boards)
+    _entry_pages(env, cfg, out, task_slug, title, boards)
+    write_page(
+        env,
+        "task.html",
+        out / "task" / f"{task_slug}.html",
+        root="../",
+        crumbs=[("../index.html", cfg.title)],
+        title=title,
+        description=description,
+        task=task,
+        task_slug=task_slug,
+        boards=boards,
+        **common,
+    )
+    return {
+        "name": task,
+        "title": title,
+        "description": description,
+        "href": f"task/{task_slug}.html",
+        "groups": len(boards),
+        "entries": sum(len(b.entries) for b in boards),
+        "runs": sum(len(b.runs) for b in boards),
+        "boards": boards,
+    }
 
 
 def build_site(results: Path, out: Path, config: Path | None = None) -> Path:
@@ -45,51 +96,7 @@ def build_site(results: Path, out: Path, config: Path | None = None) -> Path:
     prepare_out(out)
     env = environment()
     common = {"digits": cfg.digits, "metric_label": cfg.label, "site_title": cfg.title}
-    tasks = []
-    for task, task_boards in boards.items():
-        task_slug = slug(task)
-        title, description = _task_title(cfg, task, task_boards)
-        for board in task_boards:
-            for e in board.entries:
-                entry_page(
-                    env,
-                    cfg,
-                    e.runs,
-                    out / "entry" / task_slug / board.slug / e.slug,
-                    root="../../../../",
-                    crumbs=[
-                        ("../../../../index.html", cfg.title),
-                        (f"../../../../task/{task_slug}.html", title),
-                    ],
-                    columns=board.columns,
-                    label=e.label,
-                    cells=e.cells,
-                )
-        write_page(
-            env,
-            "task.html",
-            out / "task" / f"{task_slug}.html",
-            root="../",
-            crumbs=[("../index.html", cfg.title)],
-            title=title,
-            description=description,
-            task=task,
-            task_slug=task_slug,
-            boards=task_boards,
-            **common,
-        )
-        tasks.append(
-            {
-                "name": task,
-                "title": title,
-                "description": description,
-                "href": f"task/{task_slug}.html",
-                "groups": len(task_boards),
-                "entries": sum(len(b.entries) for b in task_boards),
-                "runs": sum(len(b.runs) for b in task_boards),
-                "boards": task_boards,
-            }
-        )
+    tasks = [_task_pages(env, cfg, out, task, task_boards, common) for task, task_boards in boards.items()]
     skipped = [{"path": str(s.path.relative_to(results)), "status": s.status} for s in loaded.skipped]
     return write_page(
         env,

@@ -178,6 +178,26 @@ class Run:
     def variant_id(self) -> str:
         return json.dumps(self.variant, sort_keys=True, default=str)
 
+    def budget(self) -> dict[str, Any]:
+        """What a comparable group must hold fixed: model, init, epochs, learning rate, selection.
+
+        The learning rate is the value used: the record's resolved stages where it has them, else
+        the run's ``lr``, else the method recipe's optimizer default.
+        """
+        cfg = self.record.get("config") or {}
+        stages = get_path(self.record, "resolved.stages") or []
+        lr = [s.get("lr") for s in stages] or [cfg.get("lr")]
+        if lr == [None]:
+            recipe = get_path(self.record, "method.recipe.stages") or []
+            lr = [get_path(s, "optimizer.options.lr") for s in recipe] or [None]
+        return {
+            "model": cfg.get("model"),
+            "init": cfg.get("init"),
+            "epochs": cfg.get("epochs"),
+            "lr": lr[0] if len(lr) == 1 else lr,
+            "select": cfg.get("select"),
+        }
+
     def threshold(self) -> float | None:
         return as_number(get_path(self.test_metrics, "operating_point.threshold"))
 

@@ -130,6 +130,7 @@ class StageResult:
     best_epoch: int | None
     history: tuple[dict, ...] = ()
     stopped_early: bool = False
+    resolved: Mapping[str, Any] = field(default_factory=dict)  # settings used: lr, loss options...
 
 
 @dataclass(frozen=True)

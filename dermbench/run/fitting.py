@@ -52,6 +52,7 @@ class FitContext:
     log: Callable[..., Any] = print
     on_row: Callable[[dict], None] = lambda row: None
     histories: list[list[dict]] = field(default_factory=list)  # one per fold, live: the record reads it
+    resolved: list[dict] = field(default_factory=list)  # each stage's settings as used (first fold)
 
 
 @dataclass
@@ -124,6 +125,8 @@ def fit_one(
         own = state if state is not None and i == state["stage_index"] else None
         result = _run_stage(fc, model, train, val, i, recipe, ckpt, seed, history, own, on_epoch_end)
         best_epoch = result.best_epoch
+        if fold in (None, 0) and result.resolved:
+            fc.resolved.append(dict(result.resolved))
     for row in history:
         if fold is not None:
             row["fold"] = fold

@@ -156,7 +156,7 @@ def execute(
     fitted = fit_and_predict(fc, data)
     models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")
     record["artifacts"]["models"] = sorted(str(p.relative_to(run_dir)) for p in models)
-    record.update(best_epoch=fitted.best_epoch, history=fitted.history)
+    record.update(best_epoch=fitted.best_epoch, history=fitted.history, resolved={"stages": fc.resolved})
     record.update(score(fitted.probs, data, task, method, cfg, reg, run_dir))
     fairness = audit(record, cfg, task, data, fitted.probs)
     if fairness is not None:

@@ -13,7 +13,10 @@ import pandas as pd
 from dermbench.components import Method, Ref
 from dermbench.data.prepare import PreparedData
 from dermbench.data.split_data import SplitData
+from dermbench.evaluation.calibration import calibration_report
+from dermbench.evaluation.degenerate import classifier_flags, operating_point_flags
 from dermbench.evaluation.metrics import classification_report
+from dermbench.evaluation.screening import screening_report
 from dermbench.plugins.contract import PosthocContext
 from dermbench.run.config import RunConfig
 from dermbench.tasks import Task
@@ -70,6 +73,7 @@ def score_split(
         m[key] = step.apply(split.y, probs, split.frame)
         for metric, reason in ((m[key] or {}).get("undefined") or {}).items():
             m.setdefault("undefined", {})[f"{key}.{metric}"] = reason
+    m.update(field_metrics(split, probs, task, m.get("operating_point")))
     for name, fn in extra_metrics:  # plugins' metrics, under "extra"
         try:
             m.setdefault("extra", {})[name] = fn(split.y, probs, split.frame)
@@ -77,6 +81,21 @@ def score_split(
             m.setdefault("extra", {})[name] = None
             m.setdefault("undefined", {})[f"extra.{name}"] = f"{type(exc).__name__}: {exc}"
     return m
+
+
+def field_metrics(split: SplitData, probs: np.ndarray, task: Task, op: dict | None) -> dict[str, Any]:
+    """Calibration, threshold-free screening metrics and the flags of a trivial result."""
+    out: dict[str, Any] = {"calibration": calibration_report(split.y, probs)}
+    flags = classifier_flags(probs.argmax(axis=1) if len(split) else np.zeros(0, int), list(task.classes))
+    if task.positive_class is not None:
+        pos = task.index(task.positive_class)
+        out["screening"] = screening_report(split.y == pos, probs[:, pos])
+        if op and op.get("threshold") is not None:
+            decided = probs[:, pos] >= op["threshold"]
+            groups = split.frame["group"].astype(str).to_numpy()
+            flags += operating_point_flags(split.y == pos, decided, groups=groups)
+    out["flags"] = flags
+    return out
 
 
 def save_predictions(run_dir: Path, name: str, split: SplitData, probs: np.ndarray, task: Task) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from dermbench.components import Ref
 from dermbench.data.split_data import SplitData
 from dermbench.errors import ConfigError, TrainingError
 from dermbench.plugins.contract import BatchContext, LossContext, OptimContext, StageContext, StageResult
+from dermbench.plugins.options import options_to_dict
 from dermbench.predict.logits import predict_logits
 from dermbench.stages.augment import augment
 from dermbench.stages.checkpoints import LAST, atomic_save, best_name, load_weights
@@ -55,6 +56,7 @@ class Trainables:
     scheduler: Any | None
     sampler: Any | None
     batch_transform: Any | None
+    resolved: dict = field(default_factory=dict)  # the values used, for the run record
 
 
 def class_counts(y: np.ndarray, k: int) -> list[int]:
@@ -102,7 +104,8 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
     counts = class_counts(ctx.train.y, task.num_classes)
     lctx = LossContext(task.num_classes, counts, list(task.classes), str(ctx.device))
     loss_ref = recipe.loss or Ref(reg.default_of("losses"))
-    loss_fn = reg.losses.build(loss_ref.name, _slot(loss_ref, cfg, "loss"), lctx).to(ctx.device)
+    loss_opts = reg.losses.get(loss_ref.name).make_options(_slot(loss_ref, cfg, "loss"))
+    loss_fn = reg.losses.call(loss_ref.name, loss_opts, lctx).to(ctx.device)
     steps = math.ceil(len(ctx.train) / cfg.batch_size)
     octx = OptimContext(cfg.lr, cfg.weight_decay, recipe.epochs or cfg.epochs, steps)
     opt_ref = recipe.optimizer or Ref(reg.default_of("optimizers"))
@@ -121,7 +124,15 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
     if options.batch_transform:
         values = cfg.component_options("batch_transform")
         mixer = reg.batch_transforms.build(options.batch_transform, values, BatchContext(task.num_classes))
-    return Trainables(loss_fn, optimizer, scheduler, sampler, mixer)
+    resolved = {
+        "stage": recipe.name,
+        "epochs": octx.epochs,
+        "lr": cfg.lr if cfg.lr is not None else opt_opts.lr,
+        "loss": {"name": loss_ref.name, "options": options_to_dict(loss_opts)},
+        "optimizer": {"name": opt_ref.name, "options": options_to_dict(opt_opts)},
+        "batch_transform": options.batch_transform or None,
+    }
+    return Trainables(loss_fn, optimizer, scheduler, sampler, mixer, resolved)
 
 
 # --- restore, train, validate, save -----------------------------------------------------------
@@ -265,7 +276,8 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
         ctx.on_epoch_end(row)
         if stop:
             break
-    return _finish(ctx, selection, history, new_rows, stopped_early=epoch < epochs if new_rows else False)
+    result = _finish(ctx, selection, history, new_rows, stopped_early=epoch < epochs if new_rows else False)
+    return replace(result, resolved=parts.resolved)
 
 
 def _history_row(stage: str, epoch: int, train: dict, val: dict, optimizer: Any, t0: float) -> dict:

@@ -1,4 +1,5 @@
-"""Vectorised bootstrap metrics against scikit-learn on the same index resamples."""
+"""The one vectorised metric implementation against scikit-learn on the same index resamples, and
+the leaderboard's paired seed-mean intervals built on it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,28 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from dermbench.leaderboard.bootstrap import draw_counts, evaluate, paired_interval, point_values, supported
+from dermbench.evaluation.bootstrap import seed_mean_draws
+from dermbench.evaluation.resample import percentile_interval, resample_weights
+from dermbench.evaluation.weighted import evaluate, ones, supported
 from dermbench.leaderboard.generic import flatten, to_tables
+
+
+def draw_counts(n, n_boot, seed, groups=None):
+    return np.concatenate(list(resample_weights(n, n_boot, seed, groups)))
+
+
+def point_values(y, p, classes, metrics, threshold=None, positive_class=None):
+    vals = evaluate(ones(len(y)), y, p, classes, metrics, threshold, positive_class)
+    return {m: (float(v[0]) if np.isfinite(v[0]) else None) for m, v in vals.items()}
+
+
+def paired_interval(y, runs, classes, metrics, positive_class=None, n_boot=1000, seed=0, groups=None):
+    draws = seed_mean_draws(y, runs, classes, metrics, positive_class, n_boot, seed, groups)
+    out = {}
+    for m, d in draws.items():
+        out[m] = percentile_interval(d) if np.isfinite(d).sum() >= max(10, 0.9 * n_boot) else None
+    return out
+
 
 CLASSES = ["a", "b", "c", "d", "e"]
 
@@ -112,7 +133,7 @@ def test_grouped_draws_resample_whole_lesions():
 
 
 def test_same_numbers_as_the_metrics_module():
-    """One seed: the leaderboard's vectorised path and dermbench.evaluation.metrics agree exactly."""
+    """One seed: the seed-mean path and dermbench.evaluation.metrics agree exactly."""
     from dermbench.evaluation.bootstrap import bootstrap_report
     from dermbench.evaluation.metrics import classification_report, resolve_metric
 
@@ -137,6 +158,7 @@ def test_supported_metrics():
     assert supported("macro_f1", CLASSES) and supported("operating_point.specificity", CLASSES)
     assert supported("per_class.a.f1", CLASSES)
     assert not supported("per_class.zz.f1", CLASSES) and not supported("ece", CLASSES)
+    assert supported("brier", CLASSES) and supported("operating_point.positive_rate", CLASSES)
 
 
 def test_generic_tables_lay_out_any_json():
