@@ -12,8 +12,6 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 
 from dermbench.errors import ConfigError, DataError
 from dermbench.evaluation.fairness import fairness_audit
-from dermbench.evaluation.resample import resample_weights
-from dermbench.evaluation.weighted import weighted_auc
 from dermbench.evaluation.metrics import choose_threshold, threshold_grid
 from dermbench.evaluation.recalibration import (
     apply_thresholds,
@@ -21,6 +19,8 @@ from dermbench.evaluation.recalibration import (
     recalibration_report,
     thresholds_for_rows,
 )
+from dermbench.evaluation.resample import resample_weights
+from dermbench.evaluation.weighted import weighted_auc
 
 CLASSES = ["nv", "mel", "bcc"]
 POS = 1

@@ -185,3 +185,24 @@ def roc_pr(curves: Sequence[Curve], path: Path, title: str) -> Path:
             ax.legend(fontsize=7, loc="lower right" if ax is ax_roc else "lower left")
     fig.suptitle(_text(title), fontsize=11)
     return _save(fig, path)
+
+
+def reliability(bins_by_seed: Sequence[tuple[str, list[dict]]], path: Path) -> Path:
+    """Reliability diagram of the test split: accuracy against mean confidence per bin, per seed.
+
+    The bins are those the recorded ECE was computed from (``metrics.test.calibration.bins``);
+    marker area follows each bin's share of cases.
+    """
+    fig = _figure(4.2, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="perfectly calibrated")
+    for label, bins in bins_by_seed:
+        conf = [b["confidence"] for b in bins]
+        acc = [b["accuracy"] for b in bins]
+        size = [20 + 400 * b["fraction"] for b in bins]
+        ax.plot(conf, acc, marker=None, linewidth=1)
+        ax.scatter(conf, acc, s=size, alpha=0.6, label=_text(label))
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean confidence (top class)", ylabel="accuracy")
+    ax.set_title("Reliability (test)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, path)

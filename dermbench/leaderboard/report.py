@@ -216,6 +216,10 @@ def _draw(
     if any(s.history or s.gap for s in series):
         plots.learning_curves(series, page_dir / "learning_curves.png")
         images["learning"] = "learning_curves.png"
+    bins = [(seed_label(r), get_path(r.test_metrics, "calibration.bins")) for r in runs]
+    if any(b for _, b in bins):
+        plots.reliability([(label, b) for label, b in bins if b], page_dir / "reliability.png")
+        images["reliability"] = "reliability.png"
     curve_figs = []
     for n, fig in enumerate(_curves(runs)):
         name = f"roc_pr_{n}.png"
@@ -242,6 +246,8 @@ def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
             for name, m in (r.record.get("metrics") or {}).items()
         ],
         "undefined": r.test_metrics.get("undefined") or {},
+        "flags": r.test_metrics.get("flags") or [],
+        "ece": as_number(get_path(r.test_metrics, "calibration.ece")),
         "fairness": to_tables(fairness, "fairness") if fairness else [],
         "cams": cams,
         "cam_notes": cam_notes,
