@@ -502,3 +502,16 @@ def test_ties_and_wins_are_marked_from_paired_resamples(tmp_path):
         )
     assert sorted(marks.values()) == ["", "best", "tie"]
     assert marks["weak"] == ""
+
+
+def test_an_entry_trained_under_another_budget_is_flagged(tmp_path):
+    results = tmp_path / "runs"
+    for method, epochs in (("a", 4), ("b", 4), ("short", 2)):
+        fx.write_run(results, {"task": "ham7", "method": method, "seed": 0, "strength": 1.5, "epochs": epochs})
+    build_site(results, tmp_path / "site")
+    (board,) = boards(next((tmp_path / "site" / "task").glob("*.html")))
+    texts = [row[1][1] for row in board["rows"]]
+    (short,) = [t for t in texts if t.startswith("short")]
+    assert "other training budget: epochs 2 (most: 4)" in short
+    assert sum("budget" in t for t in texts) == 1
+    assert "4 epochs" in board["heading"]

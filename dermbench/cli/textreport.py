@@ -162,6 +162,8 @@ def format_fairness(record: dict, split: str = "test") -> list[str]:
         if ref is None:
             parts.append("no reference group: no differences")
             continue
+        if grouping.get("withheld"):
+            parts.append(f"withheld: {grouping['withheld']}")
         for m in ("auc", "recall", "fnr"):
             diffs = (grouping.get("differences") or {}).get(m) or []
             if diffs:

@@ -231,17 +231,17 @@ def _group_draws(actual, scores, decided, members, n_boot, seed, clusters) -> li
 
 
 def _differences(
-    rows: list[dict[str, Any]], ref: str | None, draws: list | None, alpha: float
+    rows: list[dict[str, Any]], ref: str | None, draws: list | None, alpha: float, metrics: Sequence[str]
 ) -> dict[str, list]:
     """``reference - group`` for each usable group, with its interval over the shared resamples."""
     if ref is None:
         return {}
     r = next(i for i, row in enumerate(rows) if row["group"] == ref)
-    out: dict[str, list] = {m: [] for m in METRICS}
+    out: dict[str, list] = {m: [] for m in metrics}
     for g, row in enumerate(rows):
         if g == r or not row["usable"]:
             continue
-        for m in METRICS:
+        for m in metrics:
             a, b = rows[r][m], row[m]
             entry: dict[str, Any] = {
                 "group": row["group"],
@@ -255,10 +255,10 @@ def _differences(
     return out
 
 
-def _worst(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _worst(rows: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
     """The worst usable group for AUC and recall (MEDFAIR), and for the false-negative rate."""
     out = {}
-    for m in ("auc", "recall", "fnr"):
+    for m in (m for m in ("auc", "recall", "fnr") if m in metrics):
         defined = [r for r in rows if r["usable"] and r[m] is not None]
         if defined:
             pick = max if m in LOWER_IS_BETTER else min
@@ -310,16 +310,24 @@ def _grouping(name: str, lab: np.ndarray, data: dict, settings: dict) -> dict[st
         draws = _group_draws(
             actual, scores, decided, members, settings["n_boot"], settings["seed"], settings["clusters"]
         )
-    return {
+    metrics = ("auc",) if settings["trivial"] else METRICS  # at a trivial point only AUC compares anything
+    out = {
         "groups": rows,
         "n_missing": int(sum(v is None for v in lab)),
         "reference": ref,
         "reference_rule": rule,
         "difference": "reference - group",
-        "differences": _differences(rows, ref, draws, settings["alpha"]),
-        "worst_group": _worst(rows),
-        "equalized_odds_difference": _equalized_odds(actual, decided, lab, rows),
+        "differences": _differences(rows, ref, draws, settings["alpha"], metrics),
+        "worst_group": _worst(rows, metrics),
+        "equalized_odds_difference": None
+        if settings["trivial"]
+        else _equalized_odds(actual, decided, lab, rows),
     }
+    if settings["trivial"]:
+        out["withheld"] = (
+            "decision metrics (recall, precision, F1, FNR, specificity, equalized odds): trivial operating point"
+        )
+    return out
 
 
 def _split_flags(
@@ -382,6 +390,8 @@ def fairness_audit(
     (overall,) = per_group_metrics(actual, scores, decided, np.full(n, "all", dtype=object), positive_class)
     overall["positive_rate"] = float(decided.mean())
     scalar = np.ndim(threshold) == 0
+    flags = _split_flags(actual, decided, scalar, resample_groups, seed)
+    settings["trivial"] = not flags["fairness_result"]
     return {
         "positive_class": positive_class,
         "threshold": float(t[0]) if scalar else {"per_row": True, "distinct": sorted(set(t.tolist()))},
@@ -393,7 +403,7 @@ def fairness_audit(
         "resampling": resampling_unit(resample_groups),
         "min_group": settings["min_group"],
         "overall": overall,
-        **_split_flags(actual, decided, scalar, resample_groups, seed),
+        **flags,
         "groupings": {
             name: _grouping(name, group_labels(v, n, name), data, settings) for name, v in groups.items()
         },

@@ -289,7 +289,9 @@ def entry_page(
         else None,
         "recipe": _recipe_tables(method.get("recipe")),
         "options": _pairs((first.record.get("config") or {}).get("options")),
-        "settings": _pairs({k: v for k, v in first.variant.items() if k != "options"}),
+        "settings": _pairs(
+            {**{k: v for k, v in first.variant.items() if k != "options"}, "lr": first.budget()["lr"]}
+        ),
         "protocol": first.record["protocol"],
         "profile": first.record.get("profile"),
         "data": _data_view(first),
