@@ -21,17 +21,8 @@ import numpy as np
 
 from dermbench.errors import ConfigError, DataError
 from dermbench.evaluation.metrics import check_inputs, check_threshold, positive_index
-from dermbench.evaluation.resample import Interval, percentile_interval, resample_weights
+from dermbench.evaluation.resample import Interval, check_resampling, percentile_interval, resample_weights
 from dermbench.evaluation.weighted import evaluate, ones, supported
-
-
-def _check_boot(n: int, n_boot: int, alpha: float) -> None:
-    if n == 0:
-        raise DataError("cannot bootstrap an empty split")
-    if n_boot < 1:
-        raise ConfigError(f"n_boot must be >= 1, got {n_boot}")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
 
 
 def bootstrap_ci(
@@ -51,7 +42,7 @@ def bootstrap_ci(
     y, p = np.asarray(y_true), np.asarray(probs)
     if len(p) != len(y):
         raise DataError(f"{len(y)} labels but {len(p)} rows of probabilities")
-    _check_boot(len(y), n_boot, alpha)
+    check_resampling(len(y), n_boot, alpha)
     values = []
     for w in resample_weights(len(y), n_boot, seed, groups):
         for row in w:
@@ -76,7 +67,7 @@ def bootstrap_report(
 ) -> dict[str, dict[str, Any]]:
     """``{metric: interval}`` for METRICS paths, every resample evaluated at once."""
     y, p = check_inputs(y_true, probs, classes)
-    _check_boot(len(y), n_boot, alpha)
+    check_resampling(len(y), n_boot, alpha)
     for m in metrics:
         if not supported(m, classes):
             raise ConfigError(f"metric {m!r} has no bootstrap (known: see docs/metrics.md)")

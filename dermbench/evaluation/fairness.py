@@ -38,7 +38,12 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 from dermbench.errors import ConfigError, DataError
 from dermbench.evaluation.calibration import calibration_report
 from dermbench.evaluation.degenerate import operating_point_flags, rate_flags
-from dermbench.evaluation.resample import percentile_interval, resample_weights, resampling_unit
+from dermbench.evaluation.resample import (
+    check_resampling,
+    percentile_interval,
+    resample_weights,
+    resampling_unit,
+)
 from dermbench.evaluation.screening import screening_report
 from dermbench.evaluation.weighted import binary_rates, brier, ones, weighted_auc
 
@@ -346,15 +351,6 @@ def _split_flags(
     return out
 
 
-def _check_audit(n: int, n_boot: int, alpha: float) -> None:
-    if n == 0:
-        raise DataError("cannot audit an empty split")
-    if n_boot < 0:
-        raise ConfigError(f"n_boot must be >= 0, got {n_boot}")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
-
-
 def fairness_audit(
     y_true: Any,
     probs: Any,
@@ -380,7 +376,9 @@ def fairness_audit(
     """
     actual, scores = _inputs(y_true, probs, classes, positive_class)
     n = len(actual)
-    _check_audit(n, n_boot, alpha)
+    if n == 0:
+        raise DataError("cannot audit an empty split")
+    check_resampling(n, n_boot, alpha, allow_none=True)
     t = _row_thresholds(threshold, n)
     decided = scores >= t
     data = {"actual": actual, "scores": scores, "decided": decided, "positive_class": positive_class,

@@ -25,6 +25,16 @@ from dermbench.errors import ConfigError, DataError
 CHUNK_CELLS = 4_000_000  # resamples x cases held at once
 
 
+def check_resampling(n: int, n_boot: int, alpha: float, allow_none: bool = False) -> None:
+    """An empty sample, a non-positive resample count or an alpha outside (0, 1) is a user error."""
+    if n == 0:
+        raise DataError("cannot bootstrap an empty split")
+    if n_boot < (0 if allow_none else 1):
+        raise ConfigError(f"n_boot must be >= {0 if allow_none else 1}, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
+
+
 def resample_weights(n: int, n_boot: int, seed: int = 0, groups: Any = None) -> Iterator[np.ndarray]:
     """Chunks ``(b, n)`` of bootstrap case counts, ``n_boot`` rows in all, seeded by ``seed``."""
     if n_boot < 1:

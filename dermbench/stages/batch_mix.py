@@ -45,26 +45,35 @@ class CutMixOptions:
     p: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
 
 
-def _check(name: str, alpha: float, p: float) -> None:
-    if alpha <= 0:
-        raise ConfigError(f"batch transform {name}: alpha must be > 0, got {alpha}")
-    if not 0.0 <= p <= 1.0:
-        raise ConfigError(f"batch transform {name}: p must lie in [0, 1], got {p}")
+class PairMix:
+    """What Mixup and CutMix share: a Beta(alpha, alpha) weight, a probability, a partner per image."""
 
+    name = ""
 
-class Mixup:
-    def __init__(self, options: MixupOptions) -> None:
-        _check("mixup", options.alpha, options.p)
-        self.alpha, self.p = options.alpha, options.p
+    def __init__(self, alpha: float, p: float) -> None:
+        if alpha <= 0:
+            raise ConfigError(f"batch transform {self.name}: alpha must be > 0, got {alpha}")
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"batch transform {self.name}: p must lie in [0, 1], got {p}")
+        self.alpha, self.p = alpha, p
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> MixedBatch:
         rng = _rng(gen)
         perm = _permutation(len(images), gen, images.device)
         if rng.random() >= self.p:
             return MixedBatch(images, ((targets, 1.0),))
-        lam = float(rng.beta(self.alpha, self.alpha))
-        mixed = lam * images + (1 - lam) * images[perm]
-        return MixedBatch(mixed, ((targets, lam), (targets[perm], 1 - lam)))
+        mixed, kept = self.mix(images, perm, float(rng.beta(self.alpha, self.alpha)), rng)
+        return MixedBatch(mixed, ((targets, kept), (targets[perm], 1.0 - kept)))
+
+    def mix(self, images: torch.Tensor, perm: torch.Tensor, lam: float, rng: np.random.Generator) -> tuple:
+        raise NotImplementedError
+
+
+class Mixup(PairMix):
+    name = "mixup"
+
+    def mix(self, images: torch.Tensor, perm: torch.Tensor, lam: float, rng: np.random.Generator) -> tuple:
+        return lam * images + (1 - lam) * images[perm], lam
 
 
 def cut_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -75,27 +84,20 @@ def cut_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[int, 
     return max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
 
 
-class CutMix:
-    def __init__(self, options: CutMixOptions) -> None:
-        _check("cutmix", options.alpha, options.p)
-        self.alpha, self.p = options.alpha, options.p
+class CutMix(PairMix):
+    name = "cutmix"
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, gen: torch.Generator) -> MixedBatch:
-        rng = _rng(gen)
-        perm = _permutation(len(images), gen, images.device)
-        if rng.random() >= self.p:
-            return MixedBatch(images, ((targets, 1.0),))
+    def mix(self, images: torch.Tensor, perm: torch.Tensor, lam: float, rng: np.random.Generator) -> tuple:
         h, w = images.shape[2], images.shape[3]
-        top, bottom, left, right = cut_box(h, w, float(rng.beta(self.alpha, self.alpha)), rng)
+        top, bottom, left, right = cut_box(h, w, lam, rng)
         mixed = images.clone()
         mixed[:, :, top:bottom, left:right] = images[perm, :, top:bottom, left:right]
-        kept = 1.0 - (bottom - top) * (right - left) / (h * w)
-        return MixedBatch(mixed, ((targets, kept), (targets[perm], 1.0 - kept)))
+        return mixed, 1.0 - (bottom - top) * (right - left) / (h * w)  # the area actually kept
 
 
 def make_mixup(options: MixupOptions, ctx: BatchContext) -> Mixup:
-    return Mixup(options)
+    return Mixup(options.alpha, options.p)
 
 
 def make_cutmix(options: CutMixOptions, ctx: BatchContext) -> CutMix:
-    return CutMix(options)
+    return CutMix(options.alpha, options.p)
