@@ -180,7 +180,9 @@ def test_a_flag_everyone_point_is_not_a_fairness_result() -> None:
     assert [f["code"] for f in out["flags"]] == ["all_positive"]
     assert all(r["flags"][0]["code"] == "all_positive" for r in out["groupings"]["ita"]["groups"])
     g = out["groupings"]["ita"]
-    assert list(g["differences"]) == ["auc"] and "trivial operating point" in g["withheld"]  # no recall gap "0"
+    assert (
+        list(g["differences"]) == ["auc"] and "trivial operating point" in g["withheld"]
+    )  # no recall gap "0"
     assert g["equalized_odds_difference"] is None and "recall" not in g["worst_group"]
 
 

@@ -507,7 +507,9 @@ def test_ties_and_wins_are_marked_from_paired_resamples(tmp_path):
 def test_an_entry_trained_under_another_budget_is_flagged(tmp_path):
     results = tmp_path / "runs"
     for method, epochs in (("a", 4), ("b", 4), ("short", 2)):
-        fx.write_run(results, {"task": "ham7", "method": method, "seed": 0, "strength": 1.5, "epochs": epochs})
+        fx.write_run(
+            results, {"task": "ham7", "method": method, "seed": 0, "strength": 1.5, "epochs": epochs}
+        )
     build_site(results, tmp_path / "site")
     (board,) = boards(next((tmp_path / "site" / "task").glob("*.html")))
     texts = [row[1][1] for row in board["rows"]]
@@ -515,3 +517,22 @@ def test_an_entry_trained_under_another_budget_is_flagged(tmp_path):
     assert "other training budget: epochs 2 (most: 4)" in short
     assert sum("budget" in t for t in texts) == 1
     assert "4 epochs" in board["heading"]
+
+
+def test_a_trivial_result_is_named_on_the_board(tmp_path):
+    results = tmp_path / "runs"
+    for method in ("fine", "everyone"):
+        run_dir = fx.write_run(results, {"task": "binary", "method": method, "seed": 0, "strength": 1.2})
+        if method == "everyone":
+            record = json.loads((run_dir / "record.json").read_text())
+            record["metrics"]["test"]["flags"] = [
+                {"code": "all_positive", "message": "calls 100.0% of images positive"}
+            ]
+            (run_dir / "record.json").write_text(json.dumps(record))
+    build_site(results, tmp_path / "site")
+    (board,) = boards(next((tmp_path / "site" / "task").glob("*.html")))
+    texts = [row[1][1] for row in board["rows"]]
+    assert any(
+        t.startswith("everyone") and "trivial (seed 0): calls 100.0% of images positive" in t for t in texts
+    )
+    assert not any(t.startswith("fine") and "trivial" in t for t in texts)

@@ -253,6 +253,16 @@ def flag_seeds_and_budget(ordered: list[Entry]) -> None:
         differs = [f"{k} {b.get(k)} (most: {common.get(k)})" for k in common if b.get(k) != common.get(k)]
         if differs:
             e.flags.append("other training budget: " + ", ".join(differs))
+        e.flags += trivial_flags(e)
+
+
+def trivial_flags(e: Entry) -> list[str]:
+    """A seed whose test result needs no model (docs/metrics.md) is named on the board."""
+    out = []
+    for r in e.runs:
+        for f in r.test_metrics.get("flags") or []:
+            out.append(f"trivial (seed {r.seed}): {f.get('message', f.get('code'))}")
+    return out
 
 
 def build_board(key: GroupKey, runs: Sequence[Run], cfg: LeaderboardConfig) -> Board:
