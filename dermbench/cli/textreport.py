@@ -108,6 +108,13 @@ def format_flags(record: dict) -> list[str]:
     return ["", *lines] if lines else []
 
 
+SCREENING_ROWS = (
+    ("auc_above_sensitivity", "0.80"),
+    ("sensitivity_at_specificity", "0.90"),
+    ("specificity_at_sensitivity", "0.85"),
+)
+
+
 def format_calibration(record: dict) -> list[str]:
     splits = [s for s, m in (record.get("metrics") or {}).items() if m.get("calibration")]
     if not splits:
@@ -115,16 +122,10 @@ def format_calibration(record: dict) -> list[str]:
     m = record["metrics"]
     rows = [["ece (15 bins)", *[fmt(m[s]["calibration"].get("ece")) for s in splits]],
             ["brier", *[fmt(m[s].get("brier")) for s in splits]]]  # fmt: skip
-    if any(m[s].get("screening") for s in splits):
-        for path in (
-            "auc_above_sensitivity.0.80",
-            "sensitivity_at_specificity.0.90",
-            "specificity_at_sensitivity.0.85",
-        ):
-            key, sub = path.rsplit(".", 2)[0], ".".join(path.rsplit(".", 2)[1:])
-            rows.append(
-                [path, *[fmt(((m[s].get("screening") or {}).get(key) or {}).get(sub)) for s in splits]]
-            )
+    for key, point in SCREENING_ROWS:
+        if any(m[s].get("screening") for s in splits):
+            cells = [fmt(((m[s].get("screening") or {}).get(key) or {}).get(point)) for s in splits]
+            rows.append([f"{key} {point}", *cells])
     return ["", table(rows, ["calibration / screening", *splits])]
 
 
