@@ -536,3 +536,16 @@ def test_a_trivial_result_is_named_on_the_board(tmp_path):
         t.startswith("everyone") and "trivial (seed 0): calls 100.0% of images positive" in t for t in texts
     )
     assert not any(t.startswith("fine") and "trivial" in t for t in texts)
+
+
+def test_two_records_of_one_seed_count_once(tmp_path):
+    """The same run recorded twice (another --groups or --out) is one seed, not two."""
+    results = tmp_path / "runs"
+    first = fx.write_run(results / "a", {"task": "ham7", "method": "erm", "seed": 0, "strength": 1.5})
+    copy = results / "b" / first.relative_to(results / "a")
+    shutil.copytree(first, copy)
+    build_site(results, tmp_path / "site")
+    (board,) = boards(next((tmp_path / "site" / "task").glob("*.html")))
+    (row,) = board["rows"]
+    assert row[-2][1] == "1"  # seeds column
+    assert "1 more record(s) of the same seed and settings not counted again" in row[1][1]

@@ -276,12 +276,24 @@ def build_board(key: GroupKey, runs: Sequence[Run], cfg: LeaderboardConfig) -> B
     entries = []
     for method, variants in by_method.items():
         labels = _variant_labels(variants)
-        for vid, rs in variants.items():
+        for vid, found in variants.items():
+            rs, copies = one_record_per_seed(found)
             cells = summarize(rs, columns, cfg.n_boot, cfg.bootstrap_seed)
             e = Entry(method=method, variant=labels[vid], runs=rs, cells=cells)
             e.slug = f"{slug(method, 30)}-{hashlib.sha1(vid.encode()).hexdigest()[:6]}"
+            if copies:
+                e.flags.append(f"{copies} more record(s) of the same seed and settings not counted again")
             entries.append(e)
     return Board(key=key, columns=columns, entries=rank(entries, key.primary_metric))
+
+
+def one_record_per_seed(runs: list[Run]) -> tuple[list[Run], int]:
+    """Records of one entry that share a seed are copies of one run (e.g. rerun with another
+    ``--groups`` or ``--out``): one seed is one result, counted once (the first by path)."""
+    kept: dict[str, Run] = {}
+    for r in sorted(runs, key=lambda r: str(r.dir)):
+        kept.setdefault(str(r.seed), r)
+    return list(kept.values()), len(runs) - len(kept)
 
 
 def build_boards(runs: Sequence[Run], cfg: LeaderboardConfig) -> dict[str, list[Board]]:
