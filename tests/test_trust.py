@@ -97,5 +97,19 @@ def test_every_bootstrap_interval_contains_its_estimate_or_says_why_not():
         report = bootstrap_report(y, p, BINARY, ("macro_f1", "macro_auc", "operating_point.f1"), n_boot=200,
                                   seed=seed, positive_class="malignant", threshold=0.5)  # fmt: skip
         for m, ci in report.items():
-            assert ci["contains_estimate"] in (True, False), m
-            assert ci["contains_estimate"] or "outside" in ci["note"]
+            if ci["low"] is not None:
+                assert ci["contains_estimate"] is True, m
+            else:
+                assert ci["contains_estimate"] is False and "does not contain the estimate" in ci["note"]
+
+
+def test_an_interval_that_would_exclude_its_estimate_is_not_reported():
+    from dermbench.evaluation.resample import percentile_interval
+
+    skewed = percentile_interval(np.repeat([0.5, 0.6, 0.7, 0.8], 10), 0.05, estimate=0.1)
+    assert (skewed.low, skewed.high, skewed.contains_estimate) == (None, None, False)
+    assert "does not contain the estimate 0.1" in skewed.note
+    fine = percentile_interval(np.repeat([0.5, 0.6, 0.7, 0.8], 10), 0.05, estimate=0.65)
+    assert fine.low <= 0.65 <= fine.high and fine.contains_estimate
+    some = percentile_interval(np.r_[np.full(30, np.nan), np.linspace(0, 1, 70)], 0.05, estimate=0.5)
+    assert some.conditional and some.n_boot_used == 70 and "70 of 100 resamples" in some.note

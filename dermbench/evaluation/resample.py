@@ -9,7 +9,7 @@ allows. The run record, the subgroup audit and the leaderboard all draw through
 An interval is a percentile interval over the resamples where the statistic is defined. When
 some resamples leave it undefined (a group without a positive case), the interval is conditional
 on the others, and it says how many it used; when the estimate falls outside it (a skewed
-bootstrap distribution), it says that too instead of pretending otherwise.
+bootstrap distribution), no interval is reported and the note says why.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class Interval:
     """A percentile bootstrap interval, with what makes it honest.
 
     ``n_boot_used`` of ``n_boot`` resamples defined the statistic (fewer: ``conditional``);
-    ``contains_estimate`` is False when the point estimate lies outside, and ``note`` says why.
+    ``contains_estimate`` is False when the point estimate lies outside the percentile interval:
+    then no bounds are reported (``low``/``high`` None) and ``note`` says why.
     """
 
     low: float | None
@@ -101,7 +102,11 @@ def percentile_interval(values: np.ndarray, alpha: float = 0.05, estimate: float
     note = None
     if conditional:
         note = f"conditional on the {used.size} of {len(values)} resamples that define it"
-    if contains is False:
-        outside = "skewed bootstrap distribution: the estimate lies outside the interval"
+    if contains is False:  # reported as no interval: one that excludes its estimate would mislead
+        outside = (
+            f"no interval: the percentile interval [{low:.4g}, {high:.4g}] does not contain the estimate "
+            f"{estimate:.4g} (a skewed or discrete bootstrap distribution)"
+        )
         note = f"{note}; {outside}" if note else outside
+        low = high = None
     return Interval(low, high, int(used.size), len(values), conditional, contains, note)
