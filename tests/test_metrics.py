@@ -1,5 +1,5 @@
 """The METRICS object, the operating point and the overfitting gap against scikit-learn and
-against loops written here independently of dermbench.metrics."""
+against loops written here independently of dermbench.evaluation."""
 
 from __future__ import annotations
 

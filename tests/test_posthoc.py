@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from dermbench.builtin.posthoc import PosthocContext
 from dermbench.errors import ConfigError
 from dermbench.evaluation.metrics import choose_threshold
 from dermbench.plugins import load_plugins
+from dermbench.plugins.contract import PosthocContext
 
 BINARY = ["benign", "malignant"]
 TRIAGE = ["priority_1", "priority_2", "priority_3"]

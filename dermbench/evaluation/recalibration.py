@@ -175,7 +175,7 @@ def apply_thresholds(
     probs: Any, classes: Sequence[str], groups: Any, choice: Mapping[str, Any]
 ) -> np.ndarray:
     """Class decisions on any split: the positive class where ``p >= the row's threshold``, else the
-    most probable other class (the rule of :func:`dermbench.metrics.threshold_decisions`)."""
+    most probable other class (the rule of :func:`dermbench.evaluation.metrics.threshold_decisions`)."""
     positive_class = choice["positive_class"]
     p = np.asarray(probs, dtype=np.float64)
     _inputs(np.zeros(len(p), dtype=np.int64), p, classes, positive_class)
