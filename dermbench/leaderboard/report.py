@@ -19,6 +19,7 @@ from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
 from dermbench.leaderboard import plots
 from dermbench.leaderboard.aggregate import Cell, summarize
+from dermbench.leaderboard.audit_view import audit_tables
 from dermbench.leaderboard.config import LeaderboardConfig, read_config
 from dermbench.leaderboard.generic import flatten, to_tables
 from dermbench.leaderboard.records import Run, as_number, get_path, inside, read_run, slug
@@ -248,7 +249,11 @@ def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
         "undefined": r.test_metrics.get("undefined") or {},
         "flags": r.test_metrics.get("flags") or [],
         "ece": as_number(get_path(r.test_metrics, "calibration.ece")),
-        "fairness": to_tables(fairness, "fairness") if fairness else [],
+        "audit_notes": audit_tables(fairness)[0],
+        "audit": audit_tables(fairness)[1],
+        "fairness": to_tables({k: v for k, v in fairness.items() if k != "splits"}, "fairness")
+        if fairness
+        else [],
         "cams": cams,
         "cam_notes": cam_notes,
     }
