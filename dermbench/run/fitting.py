@@ -8,7 +8,7 @@ record as it is made, through ``on_row``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,11 @@ def fit_one(
         history.append(row)
         fc.on_row(row)
 
+    fold_ctx = StageContext(
+        model=model, train=train, val=val, task=fc.task, cfg=fc.cfg, recipe=None, stage_index=0,
+        registries=fc.registries, device=fc.device, checkpoint_dir=ckpt, seed=seed,
+        on_epoch_end=on_epoch_end, progress=fc.progress,
+    )  # fmt: skip
     best_epoch = None
     for i, recipe in enumerate(fc.method.stages):
         if _skip_stage(i, state):
@@ -123,7 +128,8 @@ def fit_one(
                 best_epoch = state["best_epoch"] or state["epoch"]
             continue
         own = state if state is not None and i == state["stage_index"] else None
-        result = _run_stage(fc, model, train, val, i, recipe, ckpt, seed, history, own, on_epoch_end)
+        ctx = replace(fold_ctx, recipe=recipe, stage_index=i, history=tuple(history), resume_state=own)
+        result = run_stage(fc, ctx)
         best_epoch = result.best_epoch
         if fold in (None, 0) and result.resolved:
             fc.resolved.append(dict(result.resolved))
@@ -134,26 +140,10 @@ def fit_one(
     return model, best_epoch
 
 
-def _run_stage(
-    fc: FitContext,
-    model: torch.nn.Module,
-    train: SplitData,
-    val: SplitData,
-    i: int,
-    recipe: Any,
-    ckpt: Path,
-    seed: int,
-    history: list[dict],
-    state: dict | None,
-    on_epoch_end: Callable,
-) -> StageResult:
-    ctx = StageContext(
-        model=model, train=train, val=val, task=fc.task, cfg=fc.cfg, recipe=recipe, stage_index=i,
-        registries=fc.registries, device=fc.device, checkpoint_dir=ckpt, seed=seed,
-        history=tuple(history), on_epoch_end=on_epoch_end, resume_state=state, progress=fc.progress,
-    )  # fmt: skip
-    runner = recipe.runner or fc.registries.default_of("stages")
-    values = {**recipe.options, **fc.cfg.component_options("stage")}
+def run_stage(fc: FitContext, ctx: StageContext) -> StageResult:
+    """The stage's runner (the default one when the recipe names none), with the run's options."""
+    runner = ctx.recipe.runner or fc.registries.default_of("stages")
+    values = {**ctx.recipe.options, **fc.cfg.component_options("stage")}
     return fc.registries.stages.build(runner, values, ctx)
 
 
