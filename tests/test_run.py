@@ -77,8 +77,11 @@ def _killer(after_epoch: int) -> types.SimpleNamespace:
     return types.SimpleNamespace(dermbench_epoch_end=dermbench_epoch_end, __name__="killer")
 
 
-def test_resume_after_a_kill_in_the_second_epoch_equals_an_uninterrupted_run(tmp_path):
-    settings = {**SMALL, "epochs": 3, "select": "val_macro_f1"}
+@pytest.mark.parametrize(
+    "extra", [{}, {"options": {"stage.batch_transform": "mixup"}}], ids=["plain", "mixup"]
+)
+def test_resume_after_a_kill_in_the_second_epoch_equals_an_uninterrupted_run(tmp_path, extra):
+    settings = {**SMALL, "epochs": 3, "select": "val_macro_f1", **extra}
     whole = run_tiny(tmp_path / "whole", **settings)
     with pytest.raises(Killed):  # dies after epoch 1's checkpoint: epoch 2 never finishes
         run_tiny(tmp_path / "cut", plugins=[("killer", _killer(1))], **settings)
