@@ -173,17 +173,22 @@ def _set_interval(cell: Cell, draws: np.ndarray, n_boot: int) -> None:
     cell.interval = percentile_interval(draws, 0.05, cell.mean)
 
 
+def _shown(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
 def _flat_variant(run: Run) -> dict[str, str]:
-    """The run's settings, with the loss options it actually used where the record has them."""
+    """The run's settings, the loss options as actually used where the record has them (typed,
+    defaults included), so labels show values, never a missing setting."""
     out: dict[str, str] = {}
-    for stage in get_path(run.record, "resolved.stages") or []:
-        for k, v in (get_path(stage, "loss.options") or {}).items():
-            out[f"loss.{k}"] = json.dumps(v, default=str)
     for k, v in run.variant.items():
         if k == "options" and isinstance(v, dict):
-            out.update({str(ok): json.dumps(ov, default=str) for ok, ov in v.items()})
+            out.update({str(ok): _shown(ov) for ok, ov in v.items()})
         else:
-            out[k] = json.dumps(v, default=str)
+            out[k] = _shown(v)
+    for stage in get_path(run.record, "resolved.stages") or []:
+        for k, v in (get_path(stage, "loss.options") or {}).items():
+            out[f"loss.{k}"] = _shown(v)
     return out
 
 
