@@ -279,7 +279,13 @@ def test_a_factory_signature_the_core_does_not_keep_fails_the_run(tmp_path, monk
         run_tiny(tmp_path)
 
 
-def test_a_stage_result_is_frozen():
-    result = StageResult(best_epoch=3)
-    with pytest.raises(AttributeError):
-        result.best_epoch = 4  # type: ignore[misc]
+def test_every_context_and_result_is_frozen():
+    """Contexts are read, never written: a factory returns what it made instead."""
+    import dataclasses
+
+    shared = [v for k, v in vars(contract).items() if k.endswith(("Context", "Result")) or k == "MixedBatch"]
+    assert len(shared) >= 9
+    for cls in shared:
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls.__name__
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        StageResult(best_epoch=3).best_epoch = 4  # type: ignore[misc]

@@ -14,7 +14,6 @@ writing into a context.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import types
 import typing
@@ -243,7 +242,6 @@ class Contract:
     product: type | None = None
     product_method: str = "__call__"
     summary: str = ""
-    extra: Sequence[str] = field(default_factory=tuple)
 
 
 CONTRACTS: dict[str, Contract] = {
@@ -344,7 +342,3 @@ def check_factory_call(kind: str, args: Sequence[Any]) -> None:
     problems = check_call(contract.factory, args)
     if problems:
         raise ContractError(f"core call of a {kind} factory breaks its contract: {'; '.join(problems)}")
-
-
-def is_frozen(cls: type) -> bool:
-    return dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
