@@ -140,6 +140,7 @@ def test_differences_equal_a_brute_force_loop_over_the_same_lesion_resamples() -
 
 
 def test_every_reported_interval_contains_its_estimate_or_says_why_not() -> None:
+    checked = 0
     for seed in range(4):
         d = _data(n=160, seed=seed)
         out = fairness_audit(d["y"], d["probs"], CLASSES, {"fitz": d["fitz"], "ita": d["tone"]}, "mel", 0.3,
@@ -147,11 +148,13 @@ def test_every_reported_interval_contains_its_estimate_or_says_why_not() -> None
         for grouping in out["groupings"].values():
             for entries in grouping["differences"].values():
                 for e in entries:
+                    checked += 1
                     if e.get("low") is not None:
                         assert e["low"] - 1e-12 <= e["value"] <= e["high"] + 1e-12
                         assert e["contains_estimate"] is True
                     elif e.get("contains_estimate") is False:
                         assert "does not contain the estimate" in e["note"]
+    assert checked > 50
 
 
 def test_small_groups_are_shown_but_not_compared_and_conditional_intervals_say_so() -> None:
@@ -165,11 +168,15 @@ def test_small_groups_are_shown_but_not_compared_and_conditional_intervals_say_s
     assert rare["usable"] is False and "6 images < 30" in rare["not_used"]
     assert all(x["group"] != "rare" for x in g["differences"]["recall"])
     assert g["worst_group"]["recall"]["group"] != "rare"
-    few = fairness_audit(d["y"][:80], d["probs"][:80], CLASSES, {"ita": d["tone"][:80]}, "mel", 0.3, n_boot=200,
+    rare = np.where(np.arange(300) < 12, "rare", "light").astype(object)
+    y = d["y"].copy()
+    y[:12] = [POS, POS] + [0] * 10  # two positives: about e^-2 of the resamples draw neither
+    few = fairness_audit(y, d["probs"], CLASSES, {"ita": rare}, "mel", 0.3, n_boot=200,
                          schemes={"ita": "binary28"}, min_group={"images": 1, "positives": 1, "negatives": 1})  # fmt: skip
-    for e in few["groupings"]["ita"]["differences"]["auc"]:
-        if e.get("conditional"):
-            assert e["n_boot_used"] < 200 and f"{e['n_boot_used']} of 200" in e["note"]
+    conditional = [e for e in few["groupings"]["ita"]["differences"]["auc"] if e.get("conditional")]
+    assert conditional, "two positives in the group: some resamples leave its AUC undefined"
+    for e in conditional:
+        assert e["n_boot_used"] < 200 and f"{e['n_boot_used']} of 200" in e["note"]
 
 
 def test_a_flag_everyone_point_is_not_a_fairness_result() -> None:
@@ -377,3 +384,17 @@ def test_no_positive_on_validation_gives_no_threshold_and_a_clear_error_later() 
     assert choice["threshold"] is None and "no mel cases" in choice["reason"]
     with pytest.raises(ConfigError, match="no threshold was chosen on validation"):
         apply_thresholds(d["probs"], CLASSES, d["tone"], choice)
+
+
+def test_flags_the_record_already_holds_give_the_same_audit() -> None:
+    from dermbench.evaluation.degenerate import operating_point_flags
+
+    d = _data(n=200, seed=3)
+    lesions = np.arange(200) // 2
+    args = (d["y"], d["probs"], CLASSES, {"ita": d["tone"]}, "mel", 0.0)
+    fresh = fairness_audit(*args, n_boot=20, resample_groups=lesions)
+    known = operating_point_flags(d["y"] == POS, d["probs"][:, POS] >= 0.0, groups=lesions)
+    reused = fairness_audit(
+        *args, n_boot=20, resample_groups=lesions, known_flags=[*known, {"code": "one_class"}]
+    )
+    assert reused == fresh  # the argmax flag is not the operating point's, so it is left out

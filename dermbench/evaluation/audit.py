@@ -11,6 +11,8 @@ bootstrap intervals, and a threshold recalibration chosen on validation only.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,57 +77,62 @@ def _lesions(frame: pd.DataFrame) -> np.ndarray | None:
     return frame["group"].astype(str).to_numpy() if "group" in frame.columns else None
 
 
-def _split_audit(
-    task: Task,
-    groups: tuple[str, ...],
-    frame: pd.DataFrame,
-    y: np.ndarray,
-    probs: np.ndarray,
-    threshold: float,
-    seed: int,
-    n_boot: int,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+@dataclass(frozen=True)
+class AuditInputs:
+    """One run's audited splits: records, labels, probabilities, the validation threshold and the
+    operating-point flags the run record already holds per split (so they are not drawn again)."""
+
+    task: Task
+    groups: tuple[str, ...]
+    frames: Mapping[str, pd.DataFrame]
+    labels: Mapping[str, np.ndarray]
+    probs: Mapping[str, np.ndarray]
+    threshold: float
+    seed: int
+    n_boot: int
+    known_flags: Mapping[str, list] = field(default_factory=dict)
+
+
+def _split_audit(a: AuditInputs, split: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """One split's audit at the validation threshold, and how each grouping was made."""
     from dermbench.evaluation.fairness import fairness_audit
 
+    frame = a.frames[split]
     grouping, schemes, made = {}, {}, {}
-    for name in groups:
+    for name in a.groups:
         grouping[name], made[name] = group_values(frame, name)
         schemes[name] = made[name].get("scheme") or name
-    audit = fairness_audit(y, probs, list(task.classes), grouping, task.positive_class, threshold,
-                           n_boot=n_boot, seed=seed, resample_groups=_lesions(frame), schemes=schemes)  # fmt: skip
+    audit = fairness_audit(
+        a.labels[split], a.probs[split], list(a.task.classes), grouping, a.task.positive_class, a.threshold,
+        n_boot=a.n_boot, seed=a.seed, resample_groups=_lesions(frame), schemes=schemes,
+        known_flags=a.known_flags.get(split),
+    )  # fmt: skip
     return audit, made
 
 
-def _recalibration(
-    task: Task, groups: tuple[str, ...], frames: dict, labels: dict, probs: dict, seed: int, n_boot: int
-) -> dict[str, Any]:
+def _recalibration(a: AuditInputs) -> dict[str, Any]:
     """Global and per-group thresholds chosen on validation, audited on every other split."""
     from dermbench.evaluation.recalibration import recalibrate_thresholds, recalibration_report
 
-    base = next((g for g in groups if g in SKIN_TONE_SCHEMES), groups[0])
-    val_groups, _ = group_values(frames["val"], base)
+    task = a.task
+    base = next((g for g in a.groups if g in SKIN_TONE_SCHEMES), a.groups[0])
+    val_groups, _ = group_values(a.frames["val"], base)
     recal: dict[str, Any] = {"grouping": base}
     for mode in ("global", "per_group"):
-        choice = recalibrate_thresholds(labels["val"], probs["val"], list(task.classes), val_groups,
+        choice = recalibrate_thresholds(a.labels["val"], a.probs["val"], list(task.classes), val_groups,
                                         task.positive_class, task.recall_constraint, mode=mode)  # fmt: skip
+        same_point = choice["default"] == a.threshold  # then the record's flags hold for "before"
         reports = {}
-        for split, frame in frames.items():
+        for split, frame in a.frames.items():
             if split in ("train", "val"):
                 continue
             g, made = group_values(frame, base)
             reports[split] = recalibration_report(
-                labels[split],
-                probs[split],
-                list(task.classes),
-                {base: g},
-                choice,
-                g,
-                n_boot=n_boot,
-                seed=seed,
-                resample_groups=_lesions(frame),
+                a.labels[split], a.probs[split], list(task.classes), {base: g}, choice, g,
+                n_boot=a.n_boot, seed=a.seed, resample_groups=_lesions(frame),
                 schemes={base: made.get("scheme") or base},
-            )
+                known_flags=a.known_flags.get(split) if same_point else None,
+            )  # fmt: skip
         recal[mode] = {"choice": choice, "splits": reports}
     return recal
 
@@ -139,6 +146,7 @@ def audit_run(
     threshold: float | None,
     seed: int,
     n_boot: int = 1000,
+    known_flags: Mapping[str, list] | None = None,
 ) -> dict[str, Any]:
     """Audit every scored split except train, resampling whole lesions; recalibrate on validation."""
     check_groups(task, groups)
@@ -146,17 +154,16 @@ def audit_run(
         raise ConfigError(
             "the audit needs an operating point, and validation gave none (no positives in val?)"
         )
+    a = AuditInputs(task, groups, frames, labels, probs, threshold, seed, n_boot, dict(known_flags or {}))
     out: dict[str, Any] = {
         "positive_class": task.positive_class,
         "threshold": threshold,
         "schemes": {},
         "splits": {},
     }
-    for split, frame in frames.items():
+    for split in frames:
         if split != "train":
-            out["splits"][split], made = _split_audit(
-                task, groups, frame, labels[split], probs[split], threshold, seed, n_boot
-            )
+            out["splits"][split], made = _split_audit(a, split)
             out["schemes"].update(made)
-    out["recalibration"] = _recalibration(task, groups, frames, labels, probs, seed, n_boot)
+    out["recalibration"] = _recalibration(a)
     return out

@@ -22,6 +22,7 @@ from dermbench.evaluation.resample import percentile_interval, resample_weights
 from dermbench.evaluation.weighted import binary_rates, ones, ratio
 
 RATE = 0.02
+OPERATING_POINT_CODES = ("all_positive", "all_negative", "f1_as_all_positive")
 N_BOOT = 1000
 
 

@@ -37,7 +37,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_sco
 
 from dermbench.errors import ConfigError, DataError
 from dermbench.evaluation.calibration import calibration_report
-from dermbench.evaluation.degenerate import operating_point_flags, rate_flags
+from dermbench.evaluation.degenerate import OPERATING_POINT_CODES, operating_point_flags, rate_flags
 from dermbench.evaluation.resample import (
     check_resampling,
     percentile_interval,
@@ -336,10 +336,13 @@ def _grouping(name: str, lab: np.ndarray, data: dict, settings: dict) -> dict[st
 
 
 def _split_flags(
-    actual: np.ndarray, decided: np.ndarray, scalar: bool, clusters: Any, seed: int
+    actual: np.ndarray, decided: np.ndarray, scalar: bool, clusters: Any, seed: int, known: list | None
 ) -> dict[str, Any]:
-    """The operating point's flags; a trivial one makes the whole audit not a fairness result."""
-    if scalar:
+    """The operating point's flags (``known``: those the run record already holds for this split
+    and threshold); a trivial one makes the whole audit not a fairness result."""
+    if scalar and known is not None:
+        flags = [f for f in known if f["code"] in OPERATING_POINT_CODES]
+    elif scalar:
         flags = operating_point_flags(actual, decided, groups=clusters, seed=seed)
     else:
         flags = rate_flags(float(decided.mean()))
@@ -366,13 +369,16 @@ def fairness_audit(
     resample_groups: Any = None,
     schemes: Mapping[str, str] | None = None,
     min_group: Mapping[str, int] | None = None,
+    known_flags: list | None = None,
 ) -> dict[str, Any]:
     """Per-group metrics of ``positive_class`` and signed differences against a reference group.
 
     ``groups`` maps a grouping's name to one label per row; ``threshold`` is the validation
     operating point, one number or one per row; ``resample_groups`` (lesion ids) makes the
     bootstrap draw whole lesions; ``schemes`` maps a grouping to its scheme (``ita`` has the named
-    reference ``light``); ``min_group`` overrides :data:`MIN_GROUP`. Plain JSON out.
+    reference ``light``); ``min_group`` overrides :data:`MIN_GROUP`; ``known_flags`` are the split's
+    flags at this threshold when the caller has them already (the run record), so the bootstrap
+    behind them is not drawn again. Plain JSON out.
     """
     actual, scores = _inputs(y_true, probs, classes, positive_class)
     n = len(actual)
@@ -388,7 +394,7 @@ def fairness_audit(
     (overall,) = per_group_metrics(actual, scores, decided, np.full(n, "all", dtype=object), positive_class)
     overall["positive_rate"] = float(decided.mean())
     scalar = np.ndim(threshold) == 0
-    flags = _split_flags(actual, decided, scalar, resample_groups, seed)
+    flags = _split_flags(actual, decided, scalar, resample_groups, seed, known_flags)
     settings["trivial"] = not flags["fairness_result"]
     return {
         "positive_class": positive_class,

@@ -18,7 +18,7 @@ import numpy as np
 from dermbench.errors import ConfigError, DataError
 from dermbench.evaluation.degenerate import is_trivial
 from dermbench.evaluation.fairness import _inputs, fairness_audit, group_labels
-from dermbench.evaluation.metrics import choose_threshold, threshold_grid
+from dermbench.evaluation.metrics import choose_threshold, threshold_decisions, threshold_grid
 
 
 def _summary(actual: np.ndarray, scores: np.ndarray, labels: np.ndarray, t: np.ndarray) -> dict[str, Any]:
@@ -183,9 +183,7 @@ def apply_thresholds(
     t = thresholds_for_rows(groups, choice)
     if len(t) != len(p):
         raise DataError(f"groups has {len(t)} entries for {len(p)} rows of probabilities")
-    others = p.copy()
-    others[:, pos] = -np.inf
-    return np.where(p[:, pos] >= t, pos, others.argmax(axis=1))
+    return threshold_decisions(p, pos, t)
 
 
 def recalibration_report(
@@ -197,6 +195,7 @@ def recalibration_report(
     threshold_groups: Any,
     n_boot: int = 1000,
     seed: int = 0,
+    known_flags: list | None = None,
     **audit: Any,
 ) -> dict[str, Any]:
     """The audit of a split before (the baseline threshold) and after (the recalibrated ones).
@@ -209,8 +208,9 @@ def recalibration_report(
         raise ConfigError(f"no threshold was chosen on validation: {choice.get('reason')}")
     positive_class = choice["positive_class"]
     before = fairness_audit(
-        y_true, probs, classes, groups, positive_class, float(choice["default"]), n_boot, seed, **audit
-    )
+        y_true, probs, classes, groups, positive_class, float(choice["default"]), n_boot, seed,
+        known_flags=known_flags, **audit,
+    )  # fmt: skip
     if not choice.get("thresholds"):
         return {"choice": dict(choice), "before": before, "after": None, "reason": choice.get("reason")}
     after_t = thresholds_for_rows(threshold_groups, choice)

@@ -125,7 +125,10 @@ def audit(record: dict, cfg: RunConfig, task: Task, data: PreparedData, probs: d
     op = record["metrics"]["val"].get("operating_point") or {}
     frames = {n: s.frame for n, s in data.splits.items()}
     labels = {n: s.y for n, s in data.splits.items()}
-    return audit_run(task, tuple(cfg.groups), frames, labels, probs, op.get("threshold"), cfg.seed)
+    known = {n: m.get("flags") or [] for n, m in record["metrics"].items()}  # scored at this threshold
+    return audit_run(
+        task, tuple(cfg.groups), frames, labels, probs, op.get("threshold"), cfg.seed, known_flags=known
+    )
 
 
 def execute(
