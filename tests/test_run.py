@@ -275,3 +275,19 @@ def test_a_diverging_loss_stops_the_run_with_a_clear_error(tmp_path):
         run_tiny(tmp_path, method="diverges", plugins=[("nan", plugin)], **SMALL)
     (path,) = list((tmp_path / "runs").rglob("record.json"))
     assert json.loads(path.read_text())["status"] == "running"
+
+
+def test_a_method_predictor_with_tta_fails_before_any_training(tmp_path):
+    from dermbench.components import Method, Ref, StageRecipe
+    from dermbench.errors import ConfigError
+    from dermbench.hookspecs import hookimpl
+
+    @hookimpl
+    def dermbench_register_methods(register):
+        register(Method("with_tta", "own predictor", stages=(StageRecipe(),), predictor=Ref("tta")))
+
+    plugin = types.SimpleNamespace(dermbench_register_methods=dermbench_register_methods, __name__="p")
+    with pytest.raises(ConfigError, match="predicts with 'tta'; --tta does not apply"):
+        run_tiny(tmp_path, method="with_tta", plugins=[("p", plugin)], tta="flips")
+    record = json.loads(next(tmp_path.rglob("record.json")).read_text())
+    assert record["history"] == []

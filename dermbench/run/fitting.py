@@ -170,30 +170,31 @@ def run_predictor(fc: FitContext) -> Any | None:
     return build_predictor(fc.registries, ref.name, values, list(fc.task.classes), fc.device)
 
 
-def predict_split(fc: FitContext, model: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
-    """Class probabilities of one split through the run's predictor."""
-    return predict_probs(model, images, fc.cfg.batch_size, fc.device, run_predictor(fc))
+def predict_split(fc: FitContext, model: torch.nn.Module, images: torch.Tensor, predictor: Any) -> np.ndarray:
+    """Class probabilities of one split through the run's predictor (None: plain softmax)."""
+    return predict_probs(model, images, fc.cfg.batch_size, fc.device, predictor)
 
 
 def fit_and_predict(fc: FitContext, data: PreparedData) -> Fitted:
     """One model on train (scored on val), or a K-fold ensemble over train + val (scored out of fold)."""
     k = ensemble_folds(fc.cfg.ensemble)
+    predictor = run_predictor(fc)  # built once, and before training: a bad one fails at once
     if k is None:
         history: list[dict] = []
         model, best_epoch = fit_one(fc, data.splits["train"], data.splits["val"], None, history)
-        probs = {name: predict_split(fc, model, s.images) for name, s in data.splits.items()}
+        probs = {name: predict_split(fc, model, s.images, predictor) for name, s in data.splits.items()}
         return Fitted([model], probs, best_epoch, fc.histories)
-    return _fit_cv_ensemble(fc, data, k)
+    return _fit_cv_ensemble(fc, data, k, predictor)
 
 
-def _fit_cv_ensemble(fc: FitContext, data: PreparedData, k: int) -> Fitted:
+def _fit_cv_ensemble(fc: FitContext, data: PreparedData, k: int, predictor: Any) -> Fitted:
     pool = concat_splits("val", data.splits["train"], data.splits["val"])
     oof = np.zeros((len(pool), fc.task.num_classes))
     fitted = Fitted([], {}, [], fc.histories)
     for i, (rest, held_out) in enumerate(kfold_splits(pool.frame, k, seed=fc.cfg.split_seed)):
         history: list[dict] = []
         model, best = fit_one(fc, subset(pool, rest, "train"), subset(pool, held_out, "val"), i, history)
-        oof[held_out] = predict_split(fc, model, pool.images[torch.as_tensor(held_out)])
+        oof[held_out] = predict_split(fc, model, pool.images[torch.as_tensor(held_out)], predictor)
         fitted.models.append(model)
         fitted.best_epoch.append(best)
     data.splits["val"] = pool  # scored on out-of-fold predictions
@@ -201,7 +202,9 @@ def _fit_cv_ensemble(fc: FitContext, data: PreparedData, k: int) -> Fitted:
     fitted.probs["val"] = oof
     for name, s in data.splits.items():
         if name != "val":
-            fitted.probs[name] = np.mean([predict_split(fc, m, s.images) for m in fitted.models], axis=0)
+            fitted.probs[name] = np.mean(
+                [predict_split(fc, m, s.images, predictor) for m in fitted.models], axis=0
+            )
     return fitted
 
 
