@@ -20,8 +20,10 @@ class GradCAMPPOptions:
 def make_gradcampp(options: GradCAMPPOptions, ctx: ExplainerContext) -> Any:
     """``explain(model, images_uint8, targets, out_dir, names) -> list[Path]``."""
     from dermbench.explain.gradcam import explain_images
+    from dermbench.stages.device import input_stats
 
     def explain(model: Any, images: Any, targets: Any, out_dir: Any, names: Any) -> Any:
+        mean, std = input_stats(model)  # fed as in training
         return explain_images(
             model,
             images,
@@ -29,6 +31,8 @@ def make_gradcampp(options: GradCAMPPOptions, ctx: ExplainerContext) -> Any:
             out_dir,
             names,
             batch_size=options.batch_size,
+            mean=mean,
+            std=std,
             target_layer=options.target_layer or None,
             keep=options.keep,
         )

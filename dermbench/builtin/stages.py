@@ -1,10 +1,17 @@
-"""Built-in training stage: supervised training with validation, checkpoints and early stopping."""
+"""Built-in training stages: supervised training with validation, checkpoints and early stopping,
+and self-supervised VAE pretraining of a ConvNeXt encoder on images without labels."""
 
 from typing import Any
 
 from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
+from dermbench.stages.pretrain_vae import VAEPretrainOptions, run_vae_pretrain
 from dermbench.stages.supervised import SupervisedOptions, run_supervised
+
+VAE_PAPER = (
+    "Matas et al., Mitigating Overfitting in Medical Imaging: Self-Supervised Pretraining vs. "
+    "ImageNet Transfer Learning for Dermatological Diagnosis"
+)
 
 
 @hookimpl
@@ -15,5 +22,15 @@ def dermbench_register_stages(register: Any) -> None:
             run_supervised,
             "Supervised training with per-epoch validation, checkpoints and early stopping",
             options=SupervisedOptions,
+        )
+    )
+    register(
+        Component(
+            "vae_pretrain",
+            run_vae_pretrain,
+            "Self-supervised ConvNeXt VAE pretraining (ELBO, KL warm-up) on unlabelled training images; "
+            "the encoder becomes the backbone",
+            options=VAEPretrainOptions,
+            paper=VAE_PAPER,
         )
     )

@@ -52,6 +52,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--test-data", action="append", metavar="NAME=PATH", help="external test set (repeatable)")
     p.add_argument(
+        "--pretrain-data",
+        action="append",
+        metavar="NAME=PATH",
+        help="unlabelled images for a pretraining stage, besides the training split (repeatable)",
+    )
+    p.add_argument(
         "--opt", action="append", metavar="SLOT.NAME=VALUE", help="component option, e.g. loss.gamma=2"
     )
     p.add_argument("--config", metavar="FILE", help="TOML config file (CLI flags win over it)")
@@ -81,6 +87,8 @@ def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
         out["data"] = parse_assignments(args.data, "--data")
     if args.test_data:
         out["test_data"] = parse_assignments(args.test_data, "--test-data")
+    if getattr(args, "pretrain_data", None):
+        out["pretrain_data"] = parse_assignments(args.pretrain_data, "--pretrain-data")
     if args.opt:
         out["options"] = parse_assignments(args.opt, "--opt")
     return out

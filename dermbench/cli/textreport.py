@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dermbench.evaluation.overfitting import overfitting_report, table_rows
+
 
 def fmt(v: Any, digits: int = 4) -> str:
     if v is None:
@@ -73,16 +75,24 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
     parts += format_calibration(record)
     parts += format_flags(record)
     parts += format_fairness(record)
-    gap = (record.get("overfitting_gap") or {}).get("final")
-    if gap:
-        parts.append(
-            f"\noverfitting gap (train - val, last epoch): accuracy {fmt(gap.get('accuracy'))}, loss {fmt(gap.get('loss'))}"
-        )
+    parts += format_overfitting(record)
     if record.get("best_epoch") is not None:
         parts.append(f"scored checkpoint: epoch {record['best_epoch']} (select={record['config']['select']})")
     if run_dir:
         parts.append(f"record: {run_dir}/record.json")
     return "\n".join(parts)
+
+
+def format_overfitting(record: dict) -> list[str]:
+    """Table II of Matas et al.: change, % change and per-stage slopes, and the signed gaps."""
+    history = record.get("history") or []
+    report = record.get("overfitting") or (overfitting_report(history) if history else None)
+    if not report or not report.get("epochs"):
+        return []
+    header, rows = table_rows(report)
+    cells = [[name, *[fmt(v) for v in values]] for name, *values in rows]
+    note = " (fold 0 of the ensemble)" if report.get("folds") else ""
+    return [f"\noverfitting report{note}: gaps signed so that > 0 means overfitting", table(cells, header)]
 
 
 def _ci(entry: dict) -> str:

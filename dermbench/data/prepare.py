@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from dermbench.data.cache import default_cache_dir, load_images
-from dermbench.data.split_data import SplitData
+from dermbench.data.split_data import SplitData, concat_splits
 from dermbench.data.splits import check_splits, make_splits, split_fingerprint
 from dermbench.data.tasking import apply_task
 from dermbench.errors import ConfigError
@@ -32,6 +32,7 @@ class PreparedData:
     info: dict[str, Any]
     synthetic: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    unlabelled: SplitData | None = None  # --pretrain-data images: no labels, no held-out lesion
 
 
 def cache_dir_for(cfg: RunConfig) -> Path:
@@ -80,6 +81,52 @@ def _load_source(
     return frame, np.asarray(images), info, records.synthetic
 
 
+def _load_unlabelled(
+    name: str, path: str, cfg: RunConfig, registries: Any, held_out: pd.DataFrame, progress: bool
+) -> tuple[SplitData, dict[str, Any]]:
+    """Every image of a dataset, labels ignored, less any image or lesion of the held-out splits."""
+    records = registries.datasets.build(name, cfg.component_options(f"data.{name}"), path)
+    frame = records.frame.copy()
+    frame["row"] = np.arange(len(frame), dtype=np.int64)
+    same = held_out[held_out["dataset"] == name]
+    leak = frame["image_id"].astype(str).isin(same["image_id"].astype(str).str.removeprefix(f"{name}:"))
+    if "group" in frame.columns:
+        leak |= frame["group"].astype(str).isin(same["group"].astype(str).str.removeprefix(f"{name}:"))
+    frame = frame.loc[~leak.to_numpy()].reset_index(drop=True)
+    if len(frame) == 0:
+        raise ConfigError(
+            f"--pretrain-data {name}={path}: no image left after removing validation and test lesions"
+        )
+    images, kept_rows, skipped = load_images(
+        records, frame["row"].to_numpy(), cfg.image_size, cache_dir_for(cfg),
+        skip_bad=cfg.skip_bad_images, progress=progress,
+    )  # fmt: skip
+    frame = frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True)
+    frame["image_id"] = f"{name}:" + frame["image_id"].astype(str)
+    frame["dataset"] = name
+    split = SplitData(
+        f"unlabelled:{name}", torch.from_numpy(np.asarray(images)), np.full(len(frame), -1), frame
+    )
+    info = {"name": name, "path": path, "role": "unlabelled-pretraining", "n_records": len(records),
+            "n_used": len(frame), "removed_held_out": int(leak.sum()), "skipped_images": skipped}  # fmt: skip
+    return split, info
+
+
+def load_unlabelled(
+    cfg: RunConfig, registries: Any, splits: dict[str, SplitData], infos: list, progress: bool
+) -> Any:
+    """The ``--pretrain-data`` images as one split (None when none is named); never a held-out lesion."""
+    if not cfg.pretrain_data:
+        return None
+    held_out = pd.concat([s.frame for n, s in splits.items() if n != "train"], ignore_index=True)
+    parts = []
+    for name, path in cfg.pretrain_data.items():
+        split, info = _load_unlabelled(name, path, cfg, registries, held_out, progress)
+        parts.append(split)
+        infos.append(info)
+    return parts[0] if len(parts) == 1 else concat_splits("unlabelled", *parts)
+
+
 def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = True) -> PreparedData:
     sources: dict[str, str | None] = dict(cfg.data) if cfg.data else {registries.default_of("datasets"): None}
     frames, arrays, infos, synthetic = [], [], [], False
@@ -110,6 +157,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         synthetic |= synth
         key = f"external:{name}"
         splits[key] = _split(key, ext_frame, ext_images, np.arange(len(ext_frame)))
+    unlabelled = load_unlabelled(cfg, registries, splits, infos, progress)
     info = {
         "synthetic": synthetic,
         "image_size": cfg.image_size,
@@ -119,7 +167,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         else f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}",
         "splits": {name: describe_split(s, task) for name, s in splits.items()},
     }
-    return PreparedData(splits=splits, info=info, synthetic=synthetic)
+    return PreparedData(splits=splits, info=info, synthetic=synthetic, unlabelled=unlabelled)
 
 
 def describe_split(s: SplitData, task: Task) -> dict[str, Any]:

@@ -12,9 +12,7 @@ go through the same arithmetic. ``docs/metrics.md`` states each definition.
 The recall-constrained operating point follows Rumale et al., "Recall-Oriented Deep Learning
 Framework for Skin Cancer Detection with Explainability and Fairness Analysis": thresholds on the
 validation set in steps of 0.02, ``t* = argmax_t F1(t)`` subject to ``Recall(t) >= gamma``.
-The overfitting gap (train minus validation) is the quantity of Matas et al., "Mitigating
-Overfitting in Medical Imaging: Self-Supervised Pretraining vs. ImageNet Transfer Learning for
-Dermatological Diagnosis", Table II.
+The overfitting report (Table II of Matas et al.) is in :mod:`dermbench.evaluation.overfitting`.
 """
 
 from __future__ import annotations
@@ -291,28 +289,3 @@ def choose_threshold(
     result.update(threshold=float(grid[best]), feasible=bool(ok.any()))
     result.update(val_recall=float(recall[best]), val_f1=float(f1[best]))
     return result
-
-
-# --- the overfitting gap (Matas et al., Table II) -------------------------------------------
-
-
-def overfitting_gap(history: list[dict]) -> dict[str, Any]:
-    """Train minus validation per epoch, and at the last row of the history.
-
-    A positive accuracy (or macro-F1) gap means the model fits training better than it
-    generalises; a negative loss gap means the same for losses.
-    """
-
-    def diff(row: Mapping[str, Any], key: str) -> float | None:
-        a, b = row.get(f"train_{key}"), row.get(f"val_{key}")
-        if a is None or b is None:
-            return None
-        a, b = float(a), float(b)
-        return None if math.isnan(a) or math.isnan(b) else a - b
-
-    keys = ("accuracy", "loss", "macro_f1")
-    per_epoch = [
-        {"epoch": r.get("epoch"), "stage": r.get("stage"), **{k: diff(r, k) for k in keys}} for r in history
-    ]
-    final = {key: per_epoch[-1][key] for key in keys} if per_epoch else None
-    return {"final": final, "per_epoch": per_epoch}

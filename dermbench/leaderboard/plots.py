@@ -99,6 +99,8 @@ def learning_curves(series: Sequence[Series], path: Path) -> Path:
     """Loss, accuracy and the train - validation gap per epoch, one colour per seed.
 
     Epochs of successive stages (or folds) are laid end to end; a dotted line marks a new stage.
+    The gap is signed as Table II of Matas et al.: training minus validation accuracy, validation
+    minus training loss, so above zero means overfitting for both.
     """
     fig = _figure(13, 3.6, left=0.6, right=0.2, bottom=0.55, top=0.35, wspace=0.25)
     ax_loss, ax_acc, ax_gap = fig.subplots(1, 3)
@@ -109,21 +111,24 @@ def learning_curves(series: Sequence[Series], path: Path) -> Path:
                 xs, ys = _xy(s.history, f"{split}_{key}")
                 if xs:
                     ax.plot(xs, ys, style, color=c, marker=".", label=f"{_text(s.label)} {split}")
-        for key, style in (("accuracy", "-"), ("loss", ":")):
+        for key, style, name in (
+            ("train_minus_val_accuracy", "-", "acc"),
+            ("val_minus_train_loss", ":", "loss"),
+        ):
             xs, ys = _xy(s.gap, key)
             if xs:
-                ax_gap.plot(xs, ys, style, color=c, marker=".", label=f"{_text(s.label)} {key}")
+                ax_gap.plot(xs, ys, style, color=c, marker=".", label=f"{_text(s.label)} {name}")
         if n == 0:
             stages = [(r.get("stage"), r.get("fold")) for r in s.history]  # a new stage or fold
             for i in range(1, len(stages)):
                 if stages[i] != stages[i - 1]:
-                    for ax in (ax_loss, ax_acc):
+                    for ax in (ax_loss, ax_acc, ax_gap):
                         ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=1)
     ax_gap.axhline(0.0, color="grey", linewidth=0.8)
     for ax, title in (
         (ax_loss, "Loss (solid train, dashed val)"),
         (ax_acc, "Accuracy (solid train, dashed val)"),
-        (ax_gap, "Overfitting gap: train - val"),
+        (ax_gap, "Gap (> 0 overfits): train - val acc, val - train loss"),
     ):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")

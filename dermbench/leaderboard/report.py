@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
+from dermbench.evaluation.overfitting import overfitting_report, table_rows
 from dermbench.leaderboard import plots
 from dermbench.leaderboard.aggregate import Cell, summarize
 from dermbench.leaderboard.audit_view import audit_tables
@@ -193,6 +194,12 @@ def _data_view(run: Run) -> dict[str, Any]:
     }
 
 
+def overfitting_of(record: dict) -> dict[str, Any]:
+    """The record's Table II report, recomputed from its history (records of any age have one)."""
+    history = record.get("history")
+    return overfitting_report(history) if isinstance(history, list) and history else {}
+
+
 def _draw(
     runs: list[Run], classes: list[str], f1: np.ndarray, cm: np.ndarray | None, page_dir: Path
 ) -> tuple[dict[str, str], list[dict[str, str]]]:
@@ -210,7 +217,7 @@ def _draw(
         plots.Series(
             seed_label(r),
             r.record.get("history") or [],
-            get_path(r.record, "overfitting_gap.per_epoch") or [],
+            overfitting_of(r.record).get("per_epoch") or [],
         )
         for r in runs
     ]
@@ -239,7 +246,8 @@ def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
         "run": r,
         "record": r.record,
         "primary": as_number(get_path(r.test_metrics, primary)),
-        "gap": get_path(r.record, "overfitting_gap.final") or {},
+        "overfitting": overfitting_of(r.record),
+        "overfitting_table": table_rows(overfitting_of(r.record)) if r.record.get("history") else None,
         "epochs": len(r.record.get("history") or []),
         "op": op if isinstance(op, dict) else None,
         "splits": [

@@ -16,11 +16,22 @@ import torch
 from torch import nn
 
 from dermbench.errors import ConfigError
+from dermbench.models.parts import attach_mlp_head, classifier_module, split_head_options
 from dermbench.plugins.contract import ModelContext
 
 
-def create_timm_model(name: str, ctx: ModelContext, **kwargs: Any) -> nn.Module:
-    """A timm model with ``ctx.num_classes`` outputs, initialised as ``ctx.init`` says."""
+def create_timm_model(
+    name: str, ctx: ModelContext, head: tuple[int, float] | None = None, **kwargs: Any
+) -> nn.Module:
+    """A timm model with ``ctx.num_classes`` outputs, initialised as ``ctx.init`` says; ``head``
+    (hidden width, dropout) replaces its linear classifier with an MLP head."""
+    model = _create_timm_model(name, ctx, head, kwargs)
+    if head is not None and ctx.init in ("random", "imagenet"):
+        attach_mlp_head(model, *head)
+    return model
+
+
+def _create_timm_model(name: str, ctx: ModelContext, head: Any, kwargs: dict[str, Any]) -> nn.Module:
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:8]
         hint = f" (similar: {', '.join(close)})" if close else ""
@@ -44,10 +55,10 @@ def create_timm_model(name: str, ctx: ModelContext, **kwargs: Any) -> nn.Module:
                 f"timm.create_model('{name}', pretrained=True)\"` to fill the Hugging Face cache and copy it "
                 f"here (~/.cache/huggingface), or save the weights to a file and pass --init PATH"
             ) from None
-    return _from_file(name, ctx, kwargs)
+    return _from_file(name, ctx, head, kwargs)
 
 
-def _from_file(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Module:
+def _from_file(name: str, ctx: ModelContext, head: Any, kwargs: dict[str, Any]) -> nn.Module:
     """Load a local weights file, strictly: every backbone weight must be found and fit.
 
     Only the classifier may be missing or of another shape (a new task has other classes); it is
@@ -57,7 +68,7 @@ def _from_file(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Modul
     if not path.is_file():
         raise ConfigError(f"--init {ctx.init!r}: expected imagenet, random or a weights file that exists")
     model = create_timm_model(
-        name, ModelContext(ctx.num_classes, ctx.image_size, "random", ctx.in_chans), **kwargs
+        name, ModelContext(ctx.num_classes, ctx.image_size, "random", ctx.in_chans), head, **kwargs
     )
     try:
         if path.suffix == ".safetensors":
@@ -73,12 +84,9 @@ def _from_file(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Modul
             state = state[key]
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
-    head_ids = (
-        {id(p) for p in model.get_classifier().parameters()} if hasattr(model, "get_classifier") else set()
-    )
-    head_keys = {k for k, p in model.named_parameters() if id(p) in head_ids}
-    for k in head_keys:
-        if k in state and state[k].shape != own[k].shape:
+    head_keys, prefix = classifier_keys(model)
+    for k in list(state):  # another task's classifier (other classes, or a linear one): not loaded
+        if k.startswith(prefix) and (k not in own or state[k].shape != own[k].shape):
             del state[k]
     missing = [k for k in own if k not in state and k not in head_keys]
     unexpected = [k for k in state if k not in own]
@@ -93,16 +101,26 @@ def _from_file(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Modul
     return model
 
 
+def classifier_keys(model: nn.Module) -> tuple[set[str], str]:
+    """The classifier's parameter names and their common prefix (``head.fc.``); none if it has none."""
+    if not hasattr(model, "get_classifier"):
+        return set(), "\0"
+    head = classifier_module(model)
+    prefix = next((n + "." for n, m in model.named_modules() if m is head), "\0")
+    return {k for k in model.state_dict() if k.startswith(prefix)}, prefix
+
+
 def build_model(
     name: str, ctx: ModelContext, registry: Any, options: dict[str, Any] | None = None
 ) -> nn.Module:
     """A registered model by name, else a timm model (options go to ``timm.create_model``, e.g. drop_rate)."""
     if name in registry:
         return registry.build(name, options or {}, ctx)
-    return create_timm_model(name, ctx, **{k: _literal(v) for k, v in (options or {}).items()})
+    rest, head = split_head_options(dict(options or {}))
+    return create_timm_model(name, ctx, head, **{k: literal_option(v) for k, v in rest.items()})
 
 
-def _literal(value: Any) -> Any:
+def literal_option(value: Any) -> Any:
     """``--opt model.drop_rate=0.4`` arrives as a string; timm wants the number."""
     if not isinstance(value, str):
         return value

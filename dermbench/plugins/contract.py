@@ -120,6 +120,7 @@ class StageContext:
     on_epoch_end: Callable[[dict], None] = lambda row: None
     resume_state: Mapping[str, Any] | None = None
     progress: bool = True
+    unlabelled: SplitData | None = None  # images named by --pretrain-data, none from val or test
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dermbench.plugins.contract import PredictorContext
-from dermbench.stages.device import autocast, to_input
+from dermbench.stages.device import autocast, input_stats, to_input
 
 
 @torch.no_grad()
@@ -22,9 +22,9 @@ def predict_logits(
 ) -> torch.Tensor:
     """Float logits on the host, in eval mode, one batch at a time."""
     model.eval()
-    out = []
+    out, stats = [], input_stats(model)
     for start in range(0, len(images), batch_size):
-        x = to_input(images[start : start + batch_size], device)
+        x = to_input(images[start : start + batch_size], device, stats)
         with autocast(device):
             out.append(model(x).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
@@ -41,9 +41,9 @@ def predict_probs(
     if predictor is None:
         return torch.softmax(predict_logits(model, images, batch_size * 2, device), dim=1).numpy()
     model.eval()
-    out = []
+    out, stats = [], input_stats(model)
     for start in range(0, len(images), batch_size):
-        x = to_input(images[start : start + batch_size], device)
+        x = to_input(images[start : start + batch_size], device, stats)
         out.append(np.asarray(predictor(model, x, batch_size)))
     return np.concatenate(out) if out else np.zeros((0, 0))
 

@@ -55,6 +55,7 @@ class RunConfig:
     profile: str = "quick"
     data: Mapping[str, str] = field(default_factory=dict)  # adapter name -> path; empty = synthetic
     test_data: Mapping[str, str] = field(default_factory=dict)  # extra external test sets
+    pretrain_data: Mapping[str, str] = field(default_factory=dict)  # unlabelled sets for pretraining
     seed: int = 0  # training seed
     split_seed: int = 0  # split seed, fixed across training seeds so methods share one split
     model: str = "resnet18"
@@ -87,6 +88,7 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["data"] = dict(self.data)
         d["test_data"] = dict(self.test_data)
+        d["pretrain_data"] = dict(self.pretrain_data)
         d["options"] = dict(self.options)
         d["groups"] = list(self.groups)
         return d
@@ -97,6 +99,9 @@ class RunConfig:
             d.pop(k, None)
         d["data"] = {k: str(Path(v).resolve()) for k, v in self.data.items()}
         d["test_data"] = {k: str(Path(v).resolve()) for k, v in self.test_data.items()}
+        d["pretrain_data"] = {k: str(Path(v).resolve()) for k, v in self.pretrain_data.items()}
+        if not d["pretrain_data"]:
+            del d["pretrain_data"]  # runs made before the setting existed keep their identity
         return d
 
     def config_hash(self) -> str:
@@ -177,7 +182,7 @@ def resolve_config(
     merged.update(profile_settings(profile, task, method))
     for level in (file_settings, cli_settings):
         for k, v in level.items():
-            if k in ("options", "data", "test_data"):
+            if k in ("options", "data", "test_data", "pretrain_data"):
                 merged[k] = {**merged.get(k, {}), **dict(v)}
             else:
                 merged[k] = v

@@ -51,6 +51,7 @@ class FitContext:
     progress: bool = True
     log: Callable[..., Any] = print
     on_row: Callable[[dict], None] = lambda row: None
+    unlabelled: SplitData | None = None  # --pretrain-data images, for pretraining stages
     histories: list[list[dict]] = field(default_factory=list)  # one per fold, live: the record reads it
     resolved: list[dict] = field(default_factory=list)  # each stage's settings as used (first fold)
 
@@ -118,7 +119,7 @@ def fit_one(
     fold_ctx = StageContext(
         model=model, train=train, val=val, task=fc.task, cfg=fc.cfg, recipe=None, stage_index=0,
         registries=fc.registries, device=fc.device, checkpoint_dir=ckpt, seed=seed,
-        on_epoch_end=on_epoch_end, progress=fc.progress,
+        on_epoch_end=on_epoch_end, progress=fc.progress, unlabelled=fc.unlabelled,
     )  # fmt: skip
     best_epoch = None
     for i, recipe in enumerate(fc.method.stages):
@@ -140,10 +141,38 @@ def fit_one(
     return model, best_epoch
 
 
+def stage_values(cfg: RunConfig, method: Method, recipe: Any) -> tuple[dict[str, Any], int | None]:
+    """One stage's option values and epochs: the recipe's, then ``--opt stage.NAME=...`` (every
+    stage), then ``--opt stage.STAGE.NAME=...`` (the stage named STAGE only; ``epochs`` there
+    replaces the recipe's)."""
+    given = cfg.component_options("stage")
+    names = [r.name for r in method.stages]
+    for key in given:
+        head = key.split(".", 1)[0]
+        if "." in key and head not in names:
+            raise ConfigError(
+                f"option stage.{key}: method {method.name!r} has no stage {head!r} (its stages: {', '.join(names)})"
+            )
+    values = {**recipe.options, **{k: v for k, v in given.items() if "." not in k}}
+    values.update(cfg.component_options(f"stage.{recipe.name}"))
+    epochs = values.pop("epochs", None)
+    if epochs is None:
+        return values, recipe.epochs
+    try:
+        epochs = int(epochs)
+    except ValueError:
+        raise ConfigError(f"option stage.{recipe.name}.epochs: expected an integer, got {epochs!r}") from None
+    if epochs < 1:
+        raise ConfigError(f"option stage.{recipe.name}.epochs must be >= 1, got {epochs}")
+    return values, epochs
+
+
 def run_stage(fc: FitContext, ctx: StageContext) -> StageResult:
     """The stage's runner (the default one when the recipe names none), with the run's options."""
     runner = ctx.recipe.runner or fc.registries.default_of("stages")
-    values = {**ctx.recipe.options, **fc.cfg.component_options("stage")}
+    values, epochs = stage_values(fc.cfg, fc.method, ctx.recipe)
+    if epochs != ctx.recipe.epochs:
+        ctx = replace(ctx, recipe=replace(ctx.recipe, epochs=epochs))
     return fc.registries.stages.build(runner, values, ctx)
 
 

@@ -18,11 +18,11 @@ from dermbench.components import Method
 from dermbench.data.prepare import PreparedData, prepare_data
 from dermbench.errors import ConfigError
 from dermbench.evaluation.audit import audit_run, check_groups, group_values
-from dermbench.evaluation.metrics import overfitting_gap
+from dermbench.evaluation.overfitting import overfitting_report
 from dermbench.models.build import build_run_model
 from dermbench.plugins import Plugins
 from dermbench.run.config import RunConfig
-from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models
+from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models, stage_values
 from dermbench.run.record import RECORD_NAME, SCHEMA, environment, now, read_record, write_json_atomic
 from dermbench.run.scoring import score
 from dermbench.stages.checkpoints import LAST
@@ -54,9 +54,17 @@ def open_run_dir(cfg: RunConfig, resume: bool, force: bool, log: Any) -> tuple[P
     return run_dir, None
 
 
+def check_stages(cfg: RunConfig, method: Method, registries: Any) -> None:
+    """Every stage's runner exists and takes its options (a typo fails before any decoding)."""
+    for recipe in method.stages:
+        values, _ = stage_values(cfg, method, recipe)
+        registries.stages.get(recipe.runner or registries.default_of("stages")).make_options(values)
+
+
 def prepare(cfg: RunConfig, task: Task, plugins: Plugins, progress: bool) -> PreparedData:
     """Check everything that can fail cheaply, then decode and split the data."""
     build_run_model(cfg, task, plugins.registries)  # a bad model, option or weights fails before decoding
+    check_stages(cfg, plugins.registries.methods.get(cfg.method), plugins.registries)
     if cfg.groups:
         check_groups(task, cfg.groups)
     data = prepare_data(cfg, task, plugins.registries, progress=progress)
@@ -92,7 +100,7 @@ def new_record(
         "history": [],
         "best_epoch": None,
         "metrics": {},
-        "overfitting_gap": None,
+        "overfitting": None,
         "predictions": {},
         "artifacts": {},
     }
@@ -154,8 +162,9 @@ def execute(
     histories: list[list[dict]] = []
     on_row = epoch_logger(record, record_path, histories, plugins, progress, log)
     fc = FitContext(
-        cfg, task, method, reg, device, run_dir / "checkpoints", resume, progress, log, on_row, histories
-    )
+        cfg, task, method, reg, device, run_dir / "checkpoints", resume, progress, log, on_row,
+        unlabelled=data.unlabelled, histories=histories,
+    )  # fmt: skip
     fitted = fit_and_predict(fc, data)
     models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")
     record["artifacts"]["models"] = sorted(str(p.relative_to(run_dir)) for p in models)
@@ -164,7 +173,7 @@ def execute(
     fairness = audit(record, cfg, task, data, fitted.probs)
     if fairness is not None:
         record["fairness"] = fairness
-    record.update(overfitting_gap=overfitting_gap(record["history"]), status="complete", finished=now())
+    record.update(overfitting=overfitting_report(record["history"]), status="complete", finished=now())
     write_json_atomic(record_path, record)
     plugins.run_finished(record, str(run_dir))
     return record, run_dir

@@ -47,19 +47,36 @@ def to_model_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
 
 
+def input_stats(model: torch.nn.Module | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and std a model expects: its timm ``pretrained_cfg``, else ImageNet's.
+
+    A pretrained backbone is fed the normalisation of its own weights (``tf_efficientnetv2_s``
+    expects mean = std = 0.5); models without a ``pretrained_cfg`` get ImageNet statistics.
+    """
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if mean is None or std is None or len(mean) != 3 or len(std) != 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 @functools.cache
-def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet statistics on ``device``, made once rather than copied over for every batch."""
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    return mean, std
+def _mean_std(device: torch.device, mean: tuple, std: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """The statistics on ``device``, made once rather than copied over for every batch."""
+    return (
+        torch.tensor(mean, device=device).view(1, 3, 1, 1),
+        torch.tensor(std, device=device).view(1, 3, 1, 1),
+    )
 
 
-def normalise(x01: torch.Tensor) -> torch.Tensor:
-    mean, std = _mean_std(x01.device)
+def normalise(x01: torch.Tensor, stats: tuple[tuple, tuple] | None = None) -> torch.Tensor:
+    """``(x - mean) / std`` with ``stats`` (from :func:`input_stats`; None: ImageNet's)."""
+    mean, std = _mean_std(x01.device, *(stats or (IMAGENET_MEAN, IMAGENET_STD)))
     return (x01 - mean) / std
 
 
-def to_input(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_input(
+    batch_uint8: torch.Tensor, device: torch.device, stats: tuple[tuple, tuple] | None = None
+) -> torch.Tensor:
     """uint8 NHWC on the host -> normalised float NCHW on the device (channels_last on CUDA)."""
-    return to_model_layout(normalise(to_float01(batch_uint8, device)))
+    return to_model_layout(normalise(to_float01(batch_uint8, device), stats))

@@ -26,12 +26,13 @@ from torch import nn
 from dermbench.components import Ref
 from dermbench.data.split_data import SplitData
 from dermbench.errors import ConfigError, TrainingError
+from dermbench.models.parts import classifier_param_ids, trainable_last_stages
 from dermbench.plugins.contract import BatchContext, LossContext, OptimContext, StageContext, StageResult
 from dermbench.plugins.options import options_to_dict
 from dermbench.predict.logits import predict_logits
 from dermbench.stages.augment import augment
 from dermbench.stages.checkpoints import LAST, atomic_save, best_name, load_weights
-from dermbench.stages.device import autocast, normalise, to_float01, to_model_layout
+from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
 from dermbench.stages.selection import Selection
 
 FREEZE_MODES = ("none", "backbone")
@@ -43,6 +44,10 @@ class SupervisedOptions:
         default=1.0, metadata={"help": "lr of all but the classifier = lr x this"}
     )
     freeze: str = field(default="none", metadata={"help": "none | backbone (train the classifier only)"})
+    train_last_stages: int = field(
+        default=0,
+        metadata={"help": "with freeze=backbone: the last N feature stages train too (0: none)"},
+    )
     grad_clip: float | None = None
     batch_transform: str = field(default="", metadata={"help": "a batch transform, e.g. mixup or cutmix"})
 
@@ -70,27 +75,32 @@ def epoch_seed(seed: int, stage: int, epoch: int) -> int:
 # --- build ----------------------------------------------------------------------------------
 
 
-def _classifier_params(model: nn.Module) -> set[int]:
-    head = model.get_classifier() if hasattr(model, "get_classifier") else getattr(model, "head", None)
-    if not isinstance(head, nn.Module):
-        raise ConfigError(f"model {type(model).__name__} exposes no classifier for backbone_lr_scale/freeze")
-    return {id(p) for p in head.parameters()}
-
-
 def param_groups(model: nn.Module, opts: SupervisedOptions, lr: float) -> list[dict]:
+    """The optimiser's parameter groups; with ``freeze=backbone`` everything else stops training."""
     if opts.freeze not in FREEZE_MODES:
         raise ConfigError(
             f"stage option freeze must be one of {', '.join(FREEZE_MODES)}, got {opts.freeze!r}"
         )
+    if opts.train_last_stages and opts.freeze != "backbone":
+        raise ConfigError("stage option train_last_stages needs freeze=backbone (it unfreezes stages of it)")
+    if opts.freeze == "none":  # a frozen earlier stage must not leave its freeze behind
+        for p in model.parameters():
+            p.requires_grad_(True)
     if opts.backbone_lr_scale == 1.0 and opts.freeze == "none":
-        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    head_ids = _classifier_params(model)
+        return [{"params": list(model.parameters())}]
+    head_ids = classifier_param_ids(model)
     head = [p for p in model.parameters() if id(p) in head_ids]
     body = [p for p in model.parameters() if id(p) not in head_ids]
     if opts.freeze == "backbone":
+        top = trainable_last_stages(model, opts.train_last_stages)
+        top_ids = {id(p) for p in top}
         for p in body:
-            p.requires_grad_(False)
-        return [{"params": head}]
+            p.requires_grad_(id(p) in top_ids)
+        for p in head:
+            p.requires_grad_(True)
+        if not top:
+            return [{"params": head}]
+        return [{"params": top, "lr": lr * opts.backbone_lr_scale}, {"params": head, "lr": lr}]
     return [{"params": body, "lr": lr * opts.backbone_lr_scale}, {"params": head, "lr": lr}]
 
 
@@ -176,11 +186,12 @@ def train_one_epoch(
     if hasattr(parts.optimizer, "train"):
         parts.optimizer.train()
     tot_loss, preds, targets = torch.zeros((), device=device), [], []  # summed on the device: no host sync
+    stats = input_stats(model)
     for start in _progress(range(0, len(order), cfg.batch_size), ctx.progress, desc):
         idx = torch.as_tensor(order[start : start + cfg.batch_size])
         if len(idx) < 2 and len(order) > 1:
             continue  # a batch of one breaks batch norm; its image is seen again next epoch
-        x = normalise(augment(to_float01(ctx.train.images[idx], device), cfg.augment, gen))
+        x = normalise(augment(to_float01(ctx.train.images[idx], device), cfg.augment, gen), stats)
         y = torch.as_tensor(ctx.train.y[idx.numpy()], device=device)
         loss_target: Any = y
         if parts.batch_transform is not None:

@@ -1,0 +1,1 @@
+"""dermbench plugin: the self-supervised VAE pretraining study of Matas et al."""
