@@ -13,7 +13,11 @@ CORE = sorted(p for p in PACKAGE.rglob("*.py") if "builtin" not in p.relative_to
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 # A module may name what it implements itself (its error messages say which component failed).
-IMPLEMENTS = {"data/synthetic.py": {"synthetic"}, "stages/batch_mix.py": {"mixup", "cutmix"}}
+IMPLEMENTS = {
+    "data/synthetic.py": {"synthetic"},
+    "stages/batch_mix.py": {"mixup", "cutmix"},
+    "stages/pretrain_vae.py": {"vae_pretrain"},
+}
 FOLDERS = ("builtin", "cli", "data", "evaluation", "explain", "launch", "leaderboard", "models",
            "plugins", "predict", "run", "stages")  # fmt: skip
 

@@ -474,7 +474,7 @@ def test_report_of_a_run_still_in_progress(tmp_path):
         tmp_path / "runs", {"task": "ham7", "method": "erm", "seed": 2, "strength": 1.0, "status": "running"}
     )
     rec = json.loads((run / "record.json").read_text())
-    rec.update(metrics={}, predictions={}, history=[], overfitting_gap=None, best_epoch=None)
+    rec.update(metrics={}, predictions={}, history=[], overfitting=None, best_epoch=None)
     (run / "record.json").write_text(json.dumps(rec))
     index = build_report(run, tmp_path / "report")
     tree = parse(index)

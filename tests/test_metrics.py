@@ -4,7 +4,6 @@ against loops written here independently of dermbench.evaluation."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -23,7 +22,6 @@ from dermbench.evaluation.metrics import (
     choose_threshold,
     classification_report,
     operating_point,
-    overfitting_gap,
     resolve_metric,
     threshold_decisions,
     threshold_grid,
@@ -350,29 +348,6 @@ def test_operating_point_function_matches_report():
         y, p, TRIAGE, positive_class="priority_1", recall_constraint=0.9, threshold=0.3, feasible=False
     )
     assert op == m["operating_point"]
-
-
-# --- the overfitting gap (Matas et al., Table II) -------------------------------------------
-
-
-def test_overfitting_gap_by_hand():
-    history = [
-        {"stage": "train", "epoch": 1, "train_loss": 0.145, "val_loss": 0.120, "train_accuracy": 0.58,
-         "val_accuracy": 0.605, "train_macro_f1": 0.40, "val_macro_f1": 0.38},
-        {"stage": "finetune", "epoch": 2, "train_loss": 0.040, "val_loss": 0.100, "train_accuracy": 0.87,
-         "val_accuracy": 0.81},
-    ]  # fmt: skip
-    gap = overfitting_gap(history)
-    first, last = gap["per_epoch"]
-    assert first["epoch"] == 1 and first["stage"] == "train"
-    assert first["accuracy"] == pytest.approx(-0.025) and first["loss"] == pytest.approx(0.025)
-    assert first["macro_f1"] == pytest.approx(0.02)
-    assert last["stage"] == "finetune" and last["macro_f1"] is None
-    assert gap["final"] == {"accuracy": pytest.approx(0.06), "loss": pytest.approx(-0.06), "macro_f1": None}
-    assert overfitting_gap([]) == {"final": None, "per_epoch": []}
-    nan_row = [{"epoch": 1, "train_loss": math.nan, "val_loss": 0.1}]
-    assert overfitting_gap(nan_row)["final"]["loss"] is None
-    assert plain(gap)
 
 
 # --- bootstrap intervals --------------------------------------------------------------------

@@ -47,9 +47,12 @@ def test_record_metrics_equal_sklearn_recomputed_from_saved_probabilities(tmp_pa
         assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
         assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
     assert [r["epoch"] for r in record["history"]] == [1, 2]
-    gap = record["overfitting_gap"]["final"]
+    gap = record["overfitting"]["gap"]
     last = record["history"][-1]
-    assert gap["accuracy"] == pytest.approx(last["train_accuracy"] - last["val_accuracy"])
+    assert gap["train_minus_val_accuracy"]["final"] == pytest.approx(
+        last["train_accuracy"] - last["val_accuracy"]
+    )
+    assert gap["val_minus_train_loss"]["final"] == pytest.approx(last["val_loss"] - last["train_loss"])
     fp = record["data"]["splits"]
     assert len({fp[s]["fingerprint"] for s in ("train", "val", "test")}) == 3
     assert record["environment"]["packages"]["torch"]

@@ -50,7 +50,7 @@ class Registry:
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none installed"
-            singular = self.kind[:-1] if self.kind.endswith("s") else self.kind
+            singular = self.kind[:-2] if self.kind.endswith("sses") else self.kind.removesuffix("s")
             raise ConfigError(f"unknown {singular} {name!r} (known: {known})") from None
 
     def build(self, name: str, values: Any, *args: Any) -> Any:

@@ -204,6 +204,14 @@ def predict_split(fc: FitContext, model: torch.nn.Module, images: torch.Tensor, 
     return predict_probs(model, images, fc.cfg.batch_size, fc.device, predictor)
 
 
+def warn_unused_unlabelled(fc: FitContext) -> None:
+    """``--pretrain-data`` that no stage read is said, not silently dropped."""
+    if fc.unlabelled is None:
+        return
+    if not any(fc.unlabelled.name in (r.get("sources") or {}) for r in fc.resolved):
+        fc.log(f"warning: --pretrain-data was given but no stage of method {fc.method.name!r} used it")
+
+
 def fit_and_predict(fc: FitContext, data: PreparedData) -> Fitted:
     """One model on train (scored on val), or a K-fold ensemble over train + val (scored out of fold)."""
     k = ensemble_folds(fc.cfg.ensemble)
@@ -211,6 +219,7 @@ def fit_and_predict(fc: FitContext, data: PreparedData) -> Fitted:
     if k is None:
         history: list[dict] = []
         model, best_epoch = fit_one(fc, data.splits["train"], data.splits["val"], None, history)
+        warn_unused_unlabelled(fc)
         probs = {name: predict_split(fc, model, s.images, predictor) for name, s in data.splits.items()}
         return Fitted([model], probs, best_epoch, fc.histories)
     return _fit_cv_ensemble(fc, data, k, predictor)

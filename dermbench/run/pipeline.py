@@ -26,7 +26,7 @@ from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models
 from dermbench.run.record import RECORD_NAME, SCHEMA, environment, now, read_record, write_json_atomic
 from dermbench.run.scoring import score
 from dermbench.stages.checkpoints import LAST
-from dermbench.stages.device import device_name, pick_device
+from dermbench.stages.device import describe_input_stats, device_name, pick_device
 from dermbench.tasks import Task, resolve_task
 
 
@@ -168,7 +168,8 @@ def execute(
     fitted = fit_and_predict(fc, data)
     models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")
     record["artifacts"]["models"] = sorted(str(p.relative_to(run_dir)) for p in models)
-    record.update(best_epoch=fitted.best_epoch, history=fitted.history, resolved={"stages": fc.resolved})
+    resolved = {"stages": fc.resolved, "input_normalisation": describe_input_stats(fitted.models[0])}
+    record.update(best_epoch=fitted.best_epoch, history=fitted.history, resolved=resolved)
     record.update(score(fitted.probs, data, task, method, cfg, reg, run_dir))
     fairness = audit(record, cfg, task, data, fitted.probs)
     if fairness is not None:

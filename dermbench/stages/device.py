@@ -60,6 +60,16 @@ def input_stats(model: torch.nn.Module | None) -> tuple[tuple[float, ...], tuple
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+def describe_input_stats(model: torch.nn.Module) -> dict:
+    """What the run record says about the normalisation a model was fed."""
+    mean, std = input_stats(model)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    source = (
+        "timm pretrained_cfg" if cfg.get("mean") is not None else "ImageNet (the model has no pretrained_cfg)"
+    )
+    return {"mean": list(mean), "std": list(std), "source": source}
+
+
 @functools.cache
 def _mean_std(device: torch.device, mean: tuple, std: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     """The statistics on ``device``, made once rather than copied over for every batch."""

@@ -56,7 +56,7 @@ def _help(default: Any, text: str) -> Any:
 @dataclass(frozen=True)
 class VAEPretrainOptions:
     latent_dim: int = _help(256, "size of mu and of log-variance")
-    optimizer: str = _help("adamw", "a registered optimizer")
+    optimizer: str = _help("", "a registered optimizer (empty: the recipe's, else the default one)")
     lr: float = _help(1e-4, "learning rate of the optimizer (the paper prints 1e-8: see the method's docs)")
     weight_decay: float = _help(0.05, "weight decay")
     batch_size: int = _help(0, "images per batch (0: the run's batch size)")
@@ -117,10 +117,16 @@ def _timm_kwargs(cfg: Any) -> dict[str, Any]:
     return {k: literal_option(v) for k, v in rest.items()}
 
 
+def optimizer_name(options: VAEPretrainOptions, ctx: StageContext) -> str:
+    if options.optimizer:
+        return options.optimizer
+    return ctx.recipe.optimizer.name if ctx.recipe.optimizer else ctx.registries.default_of("optimizers")
+
+
 def key_inputs(options: VAEPretrainOptions, ctx: StageContext, data: PretrainData, epochs: int) -> dict:
     opts = {k: v for k, v in options_to_dict(options).items() if k not in NOT_IN_KEY}
-    if opts["batch_size"] == 0:
-        opts["batch_size"] = ctx.cfg.batch_size
+    opts["batch_size"] = options.batch_size or ctx.cfg.batch_size
+    opts["optimizer"] = optimizer_name(options, ctx)
     return {
         "kind": KIND,
         "version": VERSION,
@@ -157,7 +163,9 @@ def build_training(options: VAEPretrainOptions, ctx: StageContext, n: int, epoch
     steps = math.ceil(n / bs)
     octx = OptimContext(None, None, epochs, steps)
     values = {"lr": options.lr, "weight_decay": options.weight_decay}
-    optimizer = ctx.registries.optimizers.build(options.optimizer, values, list(vae.parameters()), octx)
+    optimizer = ctx.registries.optimizers.build(
+        optimizer_name(options, ctx), values, list(vae.parameters()), octx
+    )
     return VAETraining(vae, optimizer, bs, steps, epochs, [])
 
 

@@ -60,7 +60,8 @@ FINETUNE = StageRecipe(
     name="finetune", runner="supervised", loss=FOCAL, optimizer=SCHEDULE_FREE,
     options={"freeze": "backbone", "train_last_stages": 1}, epochs=40,
 )  # fmt: skip
-PRETRAIN = StageRecipe(name="pretrain", runner="vae_pretrain", epochs=300)
+# the VAE's optimiser (not stated in the paper); its lr and weight decay are stage options (1e-4, 0.05)
+PRETRAIN = StageRecipe(name="pretrain", runner="vae_pretrain", optimizer=Ref("adamw"), epochs=300)
 
 
 def _epochs(pretrain: bool, vae: int, frozen: int, finetune: int) -> dict[str, int]:
