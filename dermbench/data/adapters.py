@@ -65,13 +65,18 @@ def read_table(file: Path, required: Sequence[str]) -> pd.DataFrame:
     if not file.is_file():
         raise DataError(f"{file}: no such file")
     try:
-        df = pd.read_csv(file, dtype=str, keep_default_na=False)
+        df = pd.read_csv(file, dtype=str, keep_default_na=False, encoding="utf-8-sig")  # a BOM is not a name
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{file}: cannot read as CSV ({exc})") from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise DataError(f"{file}: missing column(s) {', '.join(missing)} (found: {', '.join(df.columns)})")
+        hint = ""
+        if len(df.columns) == 1 and ";" in df.columns[0]:
+            hint = "; the file looks semicolon-separated: save it with commas"
+        raise DataError(
+            f"{file}: missing column(s) {', '.join(missing)} (found: {', '.join(df.columns)}){hint}"
+        )
     return df
 
 
@@ -140,15 +145,34 @@ def locate(
     return paths
 
 
+HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_rgb(img: Image.Image, where: str | Path) -> Image.Image:
+    """Any mode as 8-bit RGB. 16-bit grey is scaled (v / 257), not clipped to white; float images must
+    lie in [0, 1]; alpha is dropped (a transparent pixel keeps its stored colour); CMYK, palette and
+    grey convert as Pillow converts them."""
+    if img.mode in HIGH_DEPTH:
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise DataError(f"{where}: {img.mode} image with values outside 0..65535")
+        img = Image.fromarray(np.round(arr / 257.0).astype(np.uint8))
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):
+            raise DataError(f"{where}: floating-point image with values outside [0, 1]")
+        img = Image.fromarray(np.round(arr * 255).astype(np.uint8))
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
 def open_rgb(path: str | Path) -> Image.Image:
     """Decode one file as RGB, applying its EXIF orientation; any failure names the file."""
     try:
         with Image.open(path) as im:
             im.load()
-            img = ImageOps.exif_transpose(im)
-            if img.mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")
-            return img.convert("RGB")
+            return to_rgb(ImageOps.exif_transpose(im), path)
     except FileNotFoundError:
         raise DataError(f"{path}: image file does not exist") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -472,6 +496,12 @@ def load_manifest(options: ManifestOptions, path: str | None) -> DatasetRecords:
     if "age" in df.columns:
         df["age"] = numeric(df, "age", csv, 0, 130)
     paths = [Path(p.strip()).expanduser() for p in df["image"]]
+    for i, p in enumerate(paths):  # a relative path stays under the manifest's folder
+        if not p.is_absolute() and os.path.normpath(p).split(os.sep)[0] == "..":
+            raise DataError(
+                f"{csv}: {line(i)}: image path {df['image'].iloc[i]!r} leaves the manifest's folder "
+                f"(give an absolute path to use a file elsewhere)"
+            )
     df["path"] = [str(p if p.is_absolute() else csv.parent / p) for p in paths]
     missing = [i for i, p in enumerate(df["path"]) if not os.path.isfile(p)]
     if missing and not options.skip_missing:

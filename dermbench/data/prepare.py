@@ -8,6 +8,7 @@ fingerprints and class counts).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,29 @@ class PreparedData:
     unlabelled: SplitData | None = None  # --pretrain-data images: no labels, no held-out lesion
 
 
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (``MemAvailable``), else the free pages."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_decoded_size(n_images: int, size: int, where: str, already: int = 0) -> int:
+    """The bytes ``n_images`` decoded at ``size`` will take; an error before decoding if they cannot fit."""
+    need = n_images * size * size * 3
+    free = available_memory()
+    if already + need > 0.8 * free:
+        raise ConfigError(
+            f"{where}: {n_images} images at {size} px need {(already + need) / 2**30:.1f} GiB decoded, but "
+            f"{free / 2**30:.1f} GiB of memory is available: lower --image-size or use fewer images"
+        )
+    return need
+
+
 def cache_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
@@ -52,6 +76,7 @@ def _load_source(
         }
     records = registries.datasets.build(name, opts, path)
     frame, dropped = apply_task(records, task)
+    check_decoded_size(len(frame), cfg.image_size, f"dataset {name} ({path or 'generated'})")
     images, kept_rows, skipped = load_images(
         records,
         frame["row"].to_numpy(),

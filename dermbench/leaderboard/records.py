@@ -284,12 +284,17 @@ def read_run(run_dir: Path) -> Run:
 
 
 def load_runs(results: Path) -> Loaded:
-    """Every record under ``results``; runs that are not complete are counted, not shown."""
+    """Every record under ``results``; runs that are not complete, and records that cannot be read
+    (truncated, not a record), are counted and named, not shown and never fatal."""
     if not results.is_dir():
         raise DataError(f"results folder {results} does not exist")
     out = Loaded()
     for path in sorted(results.rglob(RECORD_NAME)):
-        run = read_run(path.parent)
+        try:
+            run = read_run(path.parent)
+        except DataError as exc:
+            out.skipped.append(Skipped(path=path, status=f"unreadable: {exc}"))
+            continue
         if run.record["status"] != "complete":
             out.skipped.append(Skipped(path=path, status=str(run.record["status"])))
         else:

@@ -26,6 +26,7 @@ from dermbench.stages.selection import MODES as SELECT_MODES
 from dermbench.tasks import Task
 
 PROFILES = ("smoke", "quick", "uniform", "paper")
+MAX_IMAGE_SIZE = 1024  # px per side: 1024^2 x 3 bytes = 3 MiB per decoded image
 
 # Harness profiles: what a CPU can do in seconds (smoke) or minutes (quick).
 HARNESS_PROFILES: dict[str, dict[str, Any]] = {
@@ -180,15 +181,15 @@ def resolve_config(
     profile = cli_settings.get("profile") or file_settings.get("profile") or RunConfig.profile
     merged: dict[str, Any] = {"task": task.name, "method": method.name, "profile": profile}
     merged.update(profile_settings(profile, task, method))
-    for level in (file_settings, cli_settings):
+    for level, where in ((file_settings, "config file"), (cli_settings, "config")):
         for k, v in level.items():
             if k in ("options", "data", "test_data", "pretrain_data"):
                 merged[k] = {**merged.get(k, {}), **dict(v)}
             else:
                 merged[k] = v
-    merged["task"], merged["method"] = task.name, method.name
-    cfg = build_options(RunConfig, merged, where="config")
-    validate(cfg)
+        merged["task"], merged["method"] = task.name, method.name
+        cfg = build_options(RunConfig, merged, where=where)  # a file's bad value fails even if the CLI overrides it
+        validate(cfg)
     return cfg
 
 
@@ -219,8 +220,8 @@ def resolve_run(
 
 
 def validate(cfg: RunConfig) -> None:
-    if cfg.image_size < 16:
-        raise ConfigError(f"image_size must be >= 16, got {cfg.image_size}")
+    if not 16 <= cfg.image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"image_size must be between 16 and {MAX_IMAGE_SIZE} px, got {cfg.image_size}")
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be >= 1, got {cfg.epochs}")
     if cfg.batch_size < 1:

@@ -8,7 +8,10 @@ the last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from dermbench.run.config import RunConfig
 from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models, stage_values
 from dermbench.run.record import RECORD_NAME, SCHEMA, environment, now, read_record, write_json_atomic
 from dermbench.run.scoring import score
+from dermbench.run.slots import check_option_slots
 from dermbench.stages.checkpoints import LAST
 from dermbench.stages.device import describe_input_stats, device_name, pick_device
 from dermbench.tasks import Task, resolve_task
@@ -32,6 +36,25 @@ from dermbench.tasks import Task, resolve_task
 
 def run_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.out) / cfg.task / cfg.method / cfg.run_id
+
+
+@contextlib.contextmanager
+def run_lock(cfg: RunConfig) -> Iterator[None]:
+    """One process per run folder: a second identical run refuses at once, naming the folder."""
+    lock_path = run_dir_for(cfg).parent / f".{cfg.run_id}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another process is running this run now ({run_dir_for(cfg)}): wait for it to finish "
+                f"(it is then reused), or change a setting (e.g. --seed)"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_run_dir(cfg: RunConfig, resume: bool, force: bool, log: Any) -> tuple[Path, dict | None]:
@@ -54,6 +77,15 @@ def open_run_dir(cfg: RunConfig, resume: bool, force: bool, log: Any) -> tuple[P
     return run_dir, None
 
 
+def check_run(cfg: RunConfig, task: Task, method: Method, plugins: Plugins) -> None:
+    """Everything that can fail without data, before any folder or record is written."""
+    build_run_model(cfg, task, plugins.registries)  # a bad model, option or weights
+    check_stages(cfg, method, plugins.registries)
+    check_option_slots(cfg, task, method, plugins.registries)
+    if cfg.groups:
+        check_groups(task, cfg.groups)
+
+
 def check_stages(cfg: RunConfig, method: Method, registries: Any) -> None:
     """Every stage's runner exists and takes its options (a typo fails before any decoding)."""
     for recipe in method.stages:
@@ -62,11 +94,7 @@ def check_stages(cfg: RunConfig, method: Method, registries: Any) -> None:
 
 
 def prepare(cfg: RunConfig, task: Task, plugins: Plugins, progress: bool) -> PreparedData:
-    """Check everything that can fail cheaply, then decode and split the data."""
-    build_run_model(cfg, task, plugins.registries)  # a bad model, option or weights fails before decoding
-    check_stages(cfg, plugins.registries.methods.get(cfg.method), plugins.registries)
-    if cfg.groups:
-        check_groups(task, cfg.groups)
+    """Decode and split the data; a grouping the data lacks fails before training."""
     data = prepare_data(cfg, task, plugins.registries, progress=progress)
     for name in cfg.groups:  # a grouping the data lacks fails now, not after training
         group_values(data.splits["test"].frame, name)
@@ -151,11 +179,34 @@ def execute(
     """Run ``cfg`` and return its record and run dir. A complete run with the same config is reused."""
     reg = plugins.registries
     task, method = resolve_task(cfg.task, reg.tasks), reg.methods.get(cfg.method)
-    run_dir, done = open_run_dir(cfg, resume, force, log)
-    if done is not None:
-        return done, run_dir
     device = pick_device(cfg.device)
-    data = prepare(cfg, task, plugins, progress)
+    check_run(cfg, task, method, plugins)
+    with run_lock(cfg):
+        run_dir, done = open_run_dir(cfg, resume, force, log)
+        if done is not None:
+            return done, run_dir
+        data = prepare_leaving_no_folder(cfg, task, plugins, progress, run_dir)
+        return train_and_score(cfg, task, method, plugins, data, device, run_dir, resume, progress, log)
+
+
+def prepare_leaving_no_folder(
+    cfg: RunConfig, task: Task, plugins: Plugins, progress: bool, run_dir: Path
+) -> PreparedData:
+    """:func:`prepare`; a failure before training removes the run folder if nothing else is in it."""
+    try:
+        return prepare(cfg, task, plugins, progress)
+    except BaseException:
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+
+
+def train_and_score(
+    cfg: RunConfig, task: Task, method: Method, plugins: Plugins, data: PreparedData, device: torch.device,
+    run_dir: Path, resume: bool, progress: bool, log: Any,
+) -> tuple[dict, Path]:  # fmt: skip
+    """From the first record to the complete one: train, predict, score, audit."""
+    reg = plugins.registries
     record, record_path = new_record(cfg, task, method, plugins, data, device), run_dir / RECORD_NAME
     write_json_atomic(record_path, record)
     plugins.run_start(record)

@@ -63,10 +63,17 @@ def write_json_atomic(path: Path, data: dict) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(_plain(data), fh, indent=1, allow_nan=False)
             fh.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # as any other file the run writes (mkstemp makes 0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_record(path: str | Path) -> dict:

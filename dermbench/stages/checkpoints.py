@@ -38,5 +38,7 @@ def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, An
 
 
 def load_state(path: Path) -> dict[str, Any]:
-    """A full ``last.pt`` (with the history and optimiser state)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A full ``last.pt`` (with the history and optimiser state). Like every checkpoint dermbench
+    reads, it is loaded with ``weights_only=True``: tensors and plain Python values only, never
+    arbitrary objects, so a checkpoint cannot run code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
