@@ -188,7 +188,9 @@ def resolve_config(
             else:
                 merged[k] = v
         merged["task"], merged["method"] = task.name, method.name
-        cfg = build_options(RunConfig, merged, where=where)  # a file's bad value fails even if the CLI overrides it
+        cfg = build_options(
+            RunConfig, merged, where=where
+        )  # a file's bad value fails even if the CLI overrides it
         validate(cfg)
     return cfg
 
