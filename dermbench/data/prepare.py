@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from dermbench.data.cache import default_cache_dir, load_images
+from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData, concat_splits
 from dermbench.data.splits import check_splits, make_splits, split_fingerprint
 from dermbench.data.tasking import apply_task
@@ -63,9 +64,10 @@ def cache_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
 
-def _load_source(
-    name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, progress: bool
-) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], bool]:
+def mapped_source(
+    name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any
+) -> tuple[DatasetRecords, pd.DataFrame, dict[str, int]]:
+    """A dataset's records and the rows the task maps (with ``y``), before any image is decoded."""
     opts = cfg.component_options(f"data.{name}")
     if path is None:
         opts = {
@@ -76,6 +78,13 @@ def _load_source(
         }
     records = registries.datasets.build(name, opts, path)
     frame, dropped = apply_task(records, task)
+    return records, frame, dropped
+
+
+def _load_source(
+    name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, progress: bool
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], bool]:
+    records, frame, dropped = mapped_source(name, path, cfg, task, registries)
     check_decoded_size(len(frame), cfg.image_size, f"dataset {name} ({path or 'generated'})")
     images, kept_rows, skipped = load_images(
         records,
@@ -162,15 +171,8 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         arrays.append(images)
         infos.append(info)
         synthetic |= synth
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    if len(frames) > 1:  # ids and groups from different sources must not collide
-        frame["image_id"] = frame["dataset"] + ":" + frame["image_id"].astype(str)
-        frame["group"] = frame["dataset"] + ":" + frame["group"].astype(str)
+    frame = combine_sources(frames, task, [i["path"] for i in infos])
     images = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    if len(frame) == 0:
-        raise ConfigError(
-            f"no images left for task {task.name!r} after mapping labels: check --data and the task"
-        )
     idx = make_splits(frame, seed=cfg.split_seed)
     check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
     official = "split" in frame.columns and frame["split"].notna().all()
@@ -193,6 +195,32 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         "splits": {name: describe_split(s, task) for name, s in splits.items()},
     }
     return PreparedData(splits=splits, info=info, synthetic=synthetic, unlabelled=unlabelled)
+
+
+def combine_sources(frames: list[pd.DataFrame], task: Task, paths: list) -> pd.DataFrame:
+    """The training sources as one frame; with several, ids and groups are prefixed by the dataset."""
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) > 1:  # ids and groups from different sources must not collide
+        frame["image_id"] = frame["dataset"] + ":" + frame["image_id"].astype(str)
+        frame["group"] = frame["dataset"] + ":" + frame["group"].astype(str)
+    if len(frame) == 0:
+        named = ", ".join(str(p) for p in paths if p) or "the generated sample"
+        raise ConfigError(
+            f"no images left for task {task.name!r} after mapping labels ({named}): check --data and the task"
+        )
+    return frame
+
+
+def split_frame(cfg: RunConfig, task: Task, registries: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The run's training data and its train/val/test positions, from the records alone (no decoding):
+    what a run with ``cfg`` splits into, when no image fails to decode."""
+    sources: dict[str, str | None] = dict(cfg.data) if cfg.data else {registries.default_of("datasets"): None}
+    frames = []
+    for name, path in sources.items():
+        _, frame, _ = mapped_source(name, path, cfg, task, registries)
+        frames.append(frame.assign(dataset=name))
+    frame = combine_sources(frames, task, list(sources.values()))
+    return frame, make_splits(frame, seed=cfg.split_seed)
 
 
 def describe_split(s: SplitData, task: Task) -> dict[str, Any]:

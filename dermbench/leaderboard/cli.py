@@ -26,6 +26,24 @@ def cmd_leaderboard_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leaderboard_verify(args: argparse.Namespace) -> int:
+    """One line per folder: ``ok`` or each reason it may not be ranked; exit 1 if any fails."""
+    from dermbench.leaderboard.verify import record_folders, verify_run
+    from dermbench.plugins.manager import get_plugins
+    from dermbench.run.config import parse_assignments
+
+    data = parse_assignments(args.data, "--data")
+    plugins, failed = get_plugins(), 0
+    folders = record_folders([Path(p) for p in args.dirs])
+    for folder in folders:
+        problems = verify_run(folder, plugins, data)
+        failed += bool(problems)
+        for reason in problems or ["ok"]:
+            print(f"{folder}: {reason}")
+    print(f"verified {len(folders)} run folder(s): {len(folders) - failed} ok, {failed} refused")
+    return 1 if failed else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from dermbench.leaderboard.report import build_report
 
@@ -52,6 +70,15 @@ def add_commands(subparsers: Any) -> None:
         help=f"leaderboard TOML (default: {CONFIG_NAME} beside the results folder, if present)",
     )
     b.set_defaults(func=cmd_leaderboard_build)
+    v = sub.add_parser("verify", help="check submitted run folders before they may be ranked")
+    v.add_argument("dirs", nargs="+", metavar="DIR", help="run folders, or folders of them")
+    v.add_argument(
+        "--data",
+        action="append",
+        metavar="NAME=PATH",
+        help="where a dataset the records name is here (repeatable)",
+    )
+    v.set_defaults(func=cmd_leaderboard_verify)
 
     r = subparsers.add_parser("report", help="an HTML report of one run")
     r.add_argument("run", help="run folder (holding record.json)")

@@ -1,0 +1,197 @@
+"""``dermbench leaderboard verify DIR...``: is a submitted run folder what its record says?
+
+Before a result may be ranked, each run folder is checked:
+
+- the record is complete and has every field a leaderboard reads (schema ``dermbench.run/1``);
+- the benchmark version and the method's plugin version are stated;
+- every metric is recomputed from the saved predictions (the task's decision rule refit on the
+  validation predictions, then every split scored by the same code as a run) and equals the
+  recorded value;
+- the split is the official one: the task, data and split seed of its config, split again from
+  the dataset's own records, give the recorded train / validation / test fingerprints; the test
+  predictions cover exactly the official test images, once each, with their true labels; no
+  image or lesion of the training split is among them.
+
+Each failure is one line naming the folder and the reason; a folder passes only with none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dermbench.data.split_data import SplitData
+from dermbench.data.splits import split_fingerprint
+from dermbench.errors import ConfigError, DataError
+from dermbench.leaderboard.records import check_record
+from dermbench.plugins.options import build_options
+from dermbench.run.config import RunConfig
+from dermbench.run.record import RECORD_NAME, read_record
+
+TOLERANCE = 1e-9
+
+
+def record_folders(paths: list[Path]) -> list[Path]:
+    """The run folders named, or found under the folders named."""
+    out = []
+    for p in paths:
+        if (p / RECORD_NAME).is_file():
+            out.append(p)
+        elif p.is_dir():
+            out += sorted(r.parent for r in p.rglob(RECORD_NAME) if "checkpoints" not in r.parts)
+        else:
+            raise DataError(f"{p}: not a run folder or a folder of runs")
+    return out
+
+
+def verify_run(run_dir: Path, plugins: Any, data: Mapping[str, str] | None = None) -> list[str]:
+    """Every reason ``run_dir`` may not be ranked (empty: it may)."""
+    try:
+        record = check_record(read_record(run_dir), run_dir / RECORD_NAME)
+    except DataError as exc:
+        return [str(exc)]
+    if record.get("status") != "complete":
+        return [f"status is {record.get('status')!r}, not complete"]
+    problems = list(_versions(record))
+    try:
+        task = plugins.registries.tasks.get(record["task"]["name"])
+        method = plugins.registries.methods.get(record["method"]["name"])
+        cfg = _config(record, data)
+        preds = {s: _predictions(run_dir, record, s, task) for s in record.get("predictions") or {}}
+    except (ConfigError, DataError) as exc:
+        return [*problems, str(exc)]
+    if list(task.classes) != list(record["task"]["classes"]):
+        problems.append(
+            f"task {task.name!r} has classes {list(task.classes)}, the record {record['task']['classes']}"
+        )
+    problems += _metrics(record, preds, task, method, cfg, plugins.registries)
+    problems += _split(record, preds, task, cfg, plugins.registries)
+    return problems
+
+
+def _versions(record: dict) -> Iterator[str]:
+    if not (record.get("environment", {}).get("packages") or {}).get("dermbench"):
+        yield "the benchmark version (environment.packages.dermbench) is not stated"
+    method = record.get("method") or {}
+    if not method.get("plugin_version") and method.get("plugin") != "dermbench.builtin":
+        yield f"the version of plugin {method.get('plugin')!r} (method.plugin_version) is not stated"
+
+
+def _config(record: dict, data: Mapping[str, str] | None) -> RunConfig:
+    values = {k: v for k, v in record["config"].items() if k in RunConfig.__dataclass_fields__}
+    if data:
+        values["data"] = {name: data.get(name, path) for name, path in values.get("data", {}).items()}
+    return build_options(RunConfig, values, where="record config")
+
+
+def _predictions(run_dir: Path, record: dict, split: str, task: Any) -> SplitData:
+    path = run_dir / record["predictions"][split]
+    if not path.is_file():
+        raise DataError(f"predictions of {split} ({path.name}) are missing")
+    df = pd.read_csv(path, dtype={"image_id": str, "group": str}, keep_default_na=False)
+    cols = ["image_id", "label", *[f"p_{c}" for c in task.classes]]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise DataError(f"predictions of {split} lack column(s) {', '.join(missing)}")
+    if df["image_id"].duplicated().any():
+        raise DataError(
+            f"predictions of {split} list image {df['image_id'][df['image_id'].duplicated()].iloc[0]!r} twice"
+        )
+    y = pd.to_numeric(df["label"], errors="coerce").to_numpy()
+    if np.isnan(y).any() or not np.isin(y, np.arange(task.num_classes)).all():
+        raise DataError(f"predictions of {split}: a label is not a class index 0..{task.num_classes - 1}")
+    return SplitData(split, images=None, y=y.astype(np.int64), frame=df)  # type: ignore[arg-type]
+
+
+def probs_of(split: SplitData, task: Any) -> np.ndarray:
+    """The saved probabilities, as the run held them (float32, which the CSV stores exactly)."""
+    return split.frame[[f"p_{c}" for c in task.classes]].to_numpy(dtype=np.float64).astype(np.float32)
+
+
+def _metrics(record: dict, preds: dict, task: Any, method: Any, cfg: RunConfig, registries: Any) -> list[str]:
+    from dermbench.run.scoring import fit_posthoc, score_split
+
+    if "val" not in preds or "test" not in preds:
+        return ["the validation and test predictions are needed to recompute the metrics"]
+    steps = fit_posthoc(task, method, cfg, registries, preds["val"], probs_of(preds["val"], task))
+    problems = []
+    for name, split in preds.items():
+        again = score_split(split, probs_of(split, task), task, steps, [])
+        for keys, value in _numbers(again):
+            recorded = _get(record["metrics"].get(name) or {}, keys)
+            if not _same(recorded, value):
+                where = ".".join((name, *keys))
+                problems.append(
+                    f"metric {where} is {recorded!r} in the record, {value!r} from the predictions"
+                )
+    return problems
+
+
+def _numbers(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], float]]:
+    """Every number in a metrics tree, with its key path (keys such as "0.80" hold dots)."""
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            yield from _numbers(v, (*path, str(k)))
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield path, float(tree)
+
+
+def _get(tree: Any, keys: tuple[str, ...]) -> Any:
+    for part in keys:
+        if not isinstance(tree, Mapping) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def _same(recorded: Any, value: float) -> bool:
+    if recorded is None and math.isnan(value):
+        return True  # the record stores an undefined value as null
+    if isinstance(recorded, bool) or not isinstance(recorded, int | float):
+        return False
+    if math.isnan(value) or math.isnan(recorded):
+        return math.isnan(value) and math.isnan(recorded)
+    return abs(float(recorded) - value) <= TOLERANCE * max(1.0, abs(value))
+
+
+def _split(record: dict, preds: dict, task: Any, cfg: RunConfig, registries: Any) -> list[str]:
+    from dermbench.data.prepare import split_frame
+
+    if any(d.get("skipped_images") for d in record["data"]["datasets"]):
+        return ["the run skipped unreadable images, so its split cannot be compared with the official one"]
+    try:
+        frame, idx = split_frame(cfg, task, registries)
+    except (ConfigError, DataError) as exc:
+        return [f"cannot rebuild the official split ({exc}); name the data with --data NAME=PATH"]
+    splits = record["data"]["splits"]
+    if (splits.get("val") or {}).get("out_of_fold"):  # a CV ensemble is scored on train + val
+        idx = {**idx, "val": np.concatenate([idx["train"], idx["val"]])}
+    problems = [
+        f"the {name} split differs from the official one (fingerprint {str(splits[name].get('fingerprint'))[:12]} "
+        f"recorded, {split_fingerprint(frame, idx[name])[:12]} official)"
+        for name in ("train", "val", "test")
+        if name in splits and splits[name].get("fingerprint") != split_fingerprint(frame, idx[name])
+    ]
+    test = frame.iloc[idx["test"]]
+    got = preds["test"].frame.set_index("image_id")
+    official = set(test["image_id"].astype(str))
+    if set(got.index) != official:
+        missing, extra = official - set(got.index), set(got.index) - official
+        problems.append(
+            f"the test predictions miss {len(missing)} official test image(s) and add {len(extra)} other(s)"
+        )
+    else:
+        labels = got.loc[test["image_id"].astype(str), "label"].to_numpy()
+        if not np.array_equal(labels.astype(np.int64), test["y"].to_numpy()):
+            problems.append("the test predictions' labels differ from the data's labels")
+    train = frame.iloc[idx["train"]]
+    if set(train["image_id"].astype(str)) & set(got.index) or set(train["group"].astype(str)) & set(
+        got["group"].astype(str) if "group" in got else []
+    ):
+        problems.append("an image or lesion of the training split is among the test predictions")
+    return problems
