@@ -206,6 +206,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugin_new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dermbench.plugins import get_plugins
+    from dermbench.plugins.scaffold import new_plugin
+
+    reg = get_plugins().registries
+    taken = {c.name for kind in ("methods", "losses") for c in reg.of(kind)}
+    root = new_plugin(args.name, Path(args.out), taken)
+    print(f"plugin written: {root}\n  cd {root} && pip install -e . && pytest tests")
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from dermbench.plugins import get_plugins
 
@@ -223,6 +236,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from dermbench.cli.textreport import describe_method
     from dermbench.plugins import get_plugins
 
     reg = get_plugins().registries.of(args.kind)
@@ -233,7 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             for opt in item.describe_options():
                 print(f"    {opt['name']}: {opt['type']} = {opt['default']!r}  {opt['help']}")
         if args.verbose and args.kind == "methods":
-            print("    " + json.dumps(item.to_dict()["stages"]))
+            print("\n".join(describe_method(item)))
     if args.kind == "models":
         print(
             "(any timm model name works too: `python -c \"import timm; print(timm.list_models('resnet*'))\"`)"
@@ -305,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
     p.set_defaults(func=cmd_plugins)
 
+    p = sub.add_parser("plugin", help="write a new plugin package: dermbench plugin new NAME")
+    psub = p.add_subparsers(dest="plugin_command", required=True)
+    n = psub.add_parser("new", help="a ready plugin package (entry point, one method, a test)")
+    n.add_argument("name", help="lowercase name, e.g. polyloss")
+    n.add_argument("--out", default=".", help="folder to write dermbench-NAME/ into (default .)")
+    n.set_defaults(func=cmd_plugin_new)
+
     p = sub.add_parser("list", help="list registered components of one kind")
     p.add_argument("kind", help="tasks, methods, datasets, models, losses, optimizers, schedulers, ...")
     p.add_argument("pattern", nargs="?", help="glob, e.g. 'l*'")
@@ -322,7 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is cmd_list and args.pattern is None and len(extra) == 1:
+        args.pattern = extra[0]  # `list losses -v cb_*`: the pattern after the flag
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except DermbenchError as exc:

@@ -187,3 +187,24 @@ def format_fairness(record: dict, split: str = "test") -> list[str]:
         if grouping.get("equalized_odds_difference") is not None:
             parts.append(f"equalized-odds difference: {fmt(grouping['equalized_odds_difference'])}")
     return parts
+
+
+def describe_method(method: Any) -> list[str]:
+    """A method for ``dermbench list methods -v``: its paper, stages, profiles and notes, indented."""
+    lines = [f"    paper: {method.paper}"] if method.paper else []
+    for i, stage in enumerate(method.stages, start=1):
+        parts = [f"runner {stage.runner or '(default)'}"]
+        for slot in ("loss", "optimizer", "scheduler", "sampler"):
+            ref = getattr(stage, slot)
+            if ref is not None:
+                parts.append(f"{slot} {ref.name}" + (f" {dict(ref.options)}" if ref.options else ""))
+        if stage.options:
+            parts.append(f"options {dict(stage.options)}")
+        epochs = stage.epochs if stage.epochs is not None else "(the run's)"
+        parts.append(f"epochs {epochs}")
+        lines.append(f"    stage {i} {stage.name}: " + ", ".join(parts))
+    for name, settings in method.profiles.items():
+        lines.append(f"    profile {name}: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    if method.notes:
+        lines.append(f"    notes: {method.notes}")
+    return lines
