@@ -38,6 +38,10 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--ensemble", {"help": "none | cvK: K-fold cross-validation ensemble over train + val (e.g. cv3)"}),
     ("--tta", {"help": "test-time augmentation: none | flips | flips_rot90"}),
     ("--groups", {"help": "comma-separated subgroup columns to audit, e.g. ita,sex,skin_type"}),
+    (
+        "--split-file",
+        {"help": "use the split in this file (dermbench splits export) instead of --split-seed"},
+    ),
     ("--device", {"help": "auto (default) | cpu | cuda | cuda:N"}),
     ("--out", {"help": "runs folder (default runs/)"}),
     ("--cache-dir", {"help": "decoded-image cache (default $DERMBENCH_CACHE or ~/.cache/dermbench)"}),
@@ -206,6 +210,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_splits_export(args: argparse.Namespace) -> int:
+    """The run's split (task, data, split seed or split file) as a CSV anyone can train on."""
+    from pathlib import Path
+
+    from dermbench.data.prepare import split_frame
+    from dermbench.data.split_file import export_split
+    from dermbench.plugins import get_plugins
+    from dermbench.tasks import resolve_task
+
+    cfg = _resolve(args.task, None, args)
+    task = resolve_task(cfg.task, get_plugins().registries.tasks)
+    frame, idx = split_frame(cfg, task, get_plugins().registries)
+    about = {"task": task.name, "data": dict(cfg.data) or "synthetic", "split_seed": cfg.split_seed,
+             "split_file": cfg.split_file, "folds": args.folds}  # fmt: skip
+    csv, side = export_split(frame, idx, list(task.classes), Path(args.out_file), about, args.folds)
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in idx.items())
+    print(f"split written: {csv} ({sizes}); fingerprints in {side}")
+    return 0
+
+
 def cmd_plugin_new(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -318,6 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
     p.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("splits", help="the official split of a task and data, as a file")
+    ssub = p.add_subparsers(dest="splits_command", required=True)
+    e = ssub.add_parser("export", help="write image id, lesion, label and split (and CV fold) per image")
+    _add_run_flags(e)
+    e.add_argument("--task", help="task name or .toml file")
+    e.add_argument(
+        "--folds", type=int, default=0, help="also write the K-fold CV fold over train + val (cvK)"
+    )
+    e.add_argument("--to", dest="out_file", required=True, metavar="FILE.csv", help="the split file to write")
+    e.set_defaults(func=cmd_splits_export)
 
     p = sub.add_parser("plugin", help="write a new plugin package: dermbench plugin new NAME")
     psub = p.add_subparsers(dest="plugin_command", required=True)

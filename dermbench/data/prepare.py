@@ -20,6 +20,7 @@ import torch
 from dermbench.data.cache import default_cache_dir, load_images
 from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData, concat_splits
+from dermbench.data.split_file import read_split_file
 from dermbench.data.splits import check_splits, make_splits, split_fingerprint
 from dermbench.data.tasking import apply_task
 from dermbench.errors import ConfigError
@@ -173,7 +174,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         synthetic |= synth
     frame = combine_sources(frames, task, [i["path"] for i in infos])
     images = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    idx = make_splits(frame, seed=cfg.split_seed)
+    idx = run_splits(cfg, frame)
     check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
     official = "split" in frame.columns and frame["split"].notna().all()
     splits = {name: _split(name, frame, images, pos) for name, pos in idx.items()}
@@ -189,9 +190,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         "synthetic": synthetic,
         "image_size": cfg.image_size,
         "datasets": infos,
-        "split_protocol": "official"
-        if official
-        else f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}",
+        "split_protocol": _protocol(cfg, official),
         "splits": {name: describe_split(s, task) for name, s in splits.items()},
     }
     return PreparedData(splits=splits, info=info, synthetic=synthetic, unlabelled=unlabelled)
@@ -220,7 +219,22 @@ def split_frame(cfg: RunConfig, task: Task, registries: Any) -> tuple[pd.DataFra
         _, frame, _ = mapped_source(name, path, cfg, task, registries)
         frames.append(frame.assign(dataset=name))
     frame = combine_sources(frames, task, list(sources.values()))
-    return frame, make_splits(frame, seed=cfg.split_seed)
+    return frame, run_splits(cfg, frame)
+
+
+def run_splits(cfg: RunConfig, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The ``--split-file`` assignment when one is named, else the seeded lesion-grouped split."""
+    if cfg.split_file:
+        return read_split_file(cfg.split_file, frame)
+    return make_splits(frame, seed=cfg.split_seed)
+
+
+def _protocol(cfg: RunConfig, official: bool) -> str:
+    if cfg.split_file:
+        return f"split file {cfg.split_file}"
+    if official:
+        return "official"
+    return f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}"
 
 
 def describe_split(s: SplitData, task: Task) -> dict[str, Any]:

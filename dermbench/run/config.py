@@ -59,6 +59,7 @@ class RunConfig:
     pretrain_data: Mapping[str, str] = field(default_factory=dict)  # unlabelled sets for pretraining
     seed: int = 0  # training seed
     split_seed: int = 0  # split seed, fixed across training seeds so methods share one split
+    split_file: str | None = None  # a split file (dermbench splits export) used instead of the seed
     model: str = "resnet18"
     init: str = "random"  # imagenet | random | PATH to weights
     image_size: int = 64
@@ -103,6 +104,10 @@ class RunConfig:
         d["pretrain_data"] = {k: str(Path(v).resolve()) for k, v in self.pretrain_data.items()}
         if not d["pretrain_data"]:
             del d["pretrain_data"]  # runs made before the setting existed keep their identity
+        if d["split_file"] is None:
+            del d["split_file"]
+        else:
+            d["split_file"] = str(Path(d["split_file"]).resolve())
         return d
 
     def config_hash(self) -> str:
