@@ -54,11 +54,14 @@ def make_plugins(*extra: tuple[str, Any], autoload: bool = False) -> Plugins:
 
 @pytest.fixture
 def dermbench_plugins() -> Callable[..., Plugins]:
+    """``dermbench_plugins(("name", module), ...)``: a fresh plugin set with the built-ins and these
+    inline plugins only (no entry point is loaded), to check what they register."""
     return make_plugins
 
 
 @pytest.fixture
 def tiny_task() -> Task:
+    """``tiny3``: three synthetic classes (common, rare, rarest), what ``dermbench_run`` trains on."""
     return TINY_TASK
 
 
@@ -94,6 +97,8 @@ def run_tiny(
 
 @pytest.fixture
 def dermbench_run(tmp_path: Path) -> Callable[..., dict]:
+    """``dermbench_run(method=..., plugins=[("name", module)], **settings) -> record``: one CPU run
+    of the tiny task in this test's temporary folder (see ``run_tiny`` for the defaults)."""
     return lambda **kw: run_tiny(tmp_path, **kw)
 
 

@@ -289,3 +289,16 @@ def test_every_context_and_result_is_frozen():
         assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls.__name__
     with pytest.raises(dataclasses.FrozenInstanceError):
         StageResult(best_epoch=3).best_epoch = 4  # type: ignore[misc]
+
+
+def test_the_api_reference_is_what_the_code_generates():
+    """docs/api.md is generated (python -m dermbench.plugins.reference > docs/api.md): never stale."""
+    from pathlib import Path
+
+    from dermbench.plugins.reference import render
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    assert committed == render(), (
+        "docs/api.md is stale: run python -m dermbench.plugins.reference > docs/api.md"
+    )
+    assert "### `dermbench_register_losses(" in committed and "### fixture `dermbench_run`" in committed
