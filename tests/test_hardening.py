@@ -200,7 +200,7 @@ def _make(mode: str, path: Path) -> np.ndarray:
 @pytest.mark.parametrize(("mode", "suffix"), [("I;16", ".png"), ("F", ".tif"), ("RGBA", ".png"), ("P", ".png"),
                                               ("CMYK", ".tif")])  # fmt: skip
 def test_every_image_mode_reads_as_the_rgb_it_shows(tmp_path, mode, suffix):
-    from dermbench.data.adapters import open_rgb
+    from dermbench.data.images import open_rgb
 
     expected = _make(mode, tmp_path / f"x{suffix}")
     got = np.asarray(open_rgb(tmp_path / f"x{suffix}"))
@@ -213,7 +213,7 @@ def test_every_image_mode_reads_as_the_rgb_it_shows(tmp_path, mode, suffix):
 def test_a_float_image_outside_0_1_and_a_decompression_bomb_are_named(tmp_path, monkeypatch):
     from PIL import Image
 
-    from dermbench.data.adapters import open_rgb
+    from dermbench.data.images import open_rgb
 
     Image.fromarray(np.full((8, 8), 3.0, np.float32)).save(tmp_path / "f.tif")
     with pytest.raises(DataError, match=r"f.tif: floating-point image with values outside \[0, 1\]"):

@@ -222,7 +222,8 @@ def cmd_splits_export(args: argparse.Namespace) -> int:
     cfg = _resolve(args.task, None, args)
     task = resolve_task(cfg.task, get_plugins().registries.tasks)
     frame, idx = split_frame(cfg, task, get_plugins().registries)
-    about = {"task": task.name, "data": dict(cfg.data) or "synthetic", "split_seed": cfg.split_seed,
+    data = dict(cfg.data) or {get_plugins().registries.default_of("datasets"): None}
+    about = {"task": task.name, "data": data, "split_seed": cfg.split_seed,
              "split_file": cfg.split_file, "folds": args.folds}  # fmt: skip
     csv, side = export_split(frame, idx, list(task.classes), Path(args.out_file), about, args.folds)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in idx.items())
@@ -305,6 +306,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_author_commands(sub: Any) -> None:
+    """``splits export`` and ``plugin new``: what third parties use to train and to contribute."""
+    p = sub.add_parser("splits", help="the official split of a task and data, as a file")
+    ssub = p.add_subparsers(dest="splits_command", required=True)
+    e = ssub.add_parser("export", help="write image id, lesion, label and split (and CV fold) per image")
+    _add_run_flags(e)
+    e.add_argument("--task", help="task name or .toml file")
+    e.add_argument(
+        "--folds", type=int, default=0, help="also write the K-fold CV fold over train + val (cvK)"
+    )
+    e.add_argument("--to", dest="out_file", required=True, metavar="FILE.csv", help="the split file to write")
+    e.set_defaults(func=cmd_splits_export)
+
+    p = sub.add_parser("plugin", help="write a new plugin package: dermbench plugin new NAME")
+    psub = p.add_subparsers(dest="plugin_command", required=True)
+    n = psub.add_parser("new", help="a ready plugin package (entry point, one method, a test)")
+    n.add_argument("name", help="lowercase name, e.g. polyloss")
+    n.add_argument("--out", default=".", help="folder to write dermbench-NAME/ into (default .)")
+    n.set_defaults(func=cmd_plugin_new)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="dermbench", description="Benchmark dermatology image classifiers.")
     parser.add_argument("--version", action="version", version=f"dermbench {__version__}")
@@ -343,23 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 if any plugin failed to load")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("splits", help="the official split of a task and data, as a file")
-    ssub = p.add_subparsers(dest="splits_command", required=True)
-    e = ssub.add_parser("export", help="write image id, lesion, label and split (and CV fold) per image")
-    _add_run_flags(e)
-    e.add_argument("--task", help="task name or .toml file")
-    e.add_argument(
-        "--folds", type=int, default=0, help="also write the K-fold CV fold over train + val (cvK)"
-    )
-    e.add_argument("--to", dest="out_file", required=True, metavar="FILE.csv", help="the split file to write")
-    e.set_defaults(func=cmd_splits_export)
-
-    p = sub.add_parser("plugin", help="write a new plugin package: dermbench plugin new NAME")
-    psub = p.add_subparsers(dest="plugin_command", required=True)
-    n = psub.add_parser("new", help="a ready plugin package (entry point, one method, a test)")
-    n.add_argument("name", help="lowercase name, e.g. polyloss")
-    n.add_argument("--out", default=".", help="folder to write dermbench-NAME/ into (default .)")
-    n.set_defaults(func=cmd_plugin_new)
+    _add_author_commands(sub)
 
     p = sub.add_parser("list", help="list registered components of one kind")
     p.add_argument("kind", help="tasks, methods, datasets, models, losses, optimizers, schedulers, ...")

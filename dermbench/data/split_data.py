@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -24,6 +27,8 @@ class SplitData:
 
 def subset(split: SplitData, pos: np.ndarray, name: str) -> SplitData:
     """The rows ``pos`` of ``split``, renamed (a cross-validation fold's train or held-out part)."""
+    import torch
+
     return SplitData(
         name=name,
         images=split.images[torch.as_tensor(pos)],
@@ -34,6 +39,8 @@ def subset(split: SplitData, pos: np.ndarray, name: str) -> SplitData:
 
 def concat_splits(name: str, *splits: SplitData) -> SplitData:
     """Several splits as one (train + validation, the pool of a cross-validation ensemble)."""
+    import torch
+
     return SplitData(
         name=name,
         images=torch.cat([s.images for s in splits]),

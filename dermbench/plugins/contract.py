@@ -20,12 +20,14 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # torch is imported when a signature is first checked, not with the module:
+    import torch  # `dermbench --help`, `list` and `show` need no torch
+    from torch import nn
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData
@@ -278,8 +280,13 @@ class ContractError(AssertionError):
 
 def signature_of(protocol: type, method: str = "__call__") -> inspect.Signature:
     """The documented signature (without ``self``), with annotations resolved to objects."""
+    import torch
+    from torch import nn
+
     fn = getattr(protocol, method)
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(
+        fn, globalns={**getattr(fn, "__globals__", globals()), "torch": torch, "nn": nn}
+    )
     sig = inspect.signature(fn)
     params = [p.replace(annotation=hints.get(p.name, Any)) for p in list(sig.parameters.values())[1:]]
     return sig.replace(parameters=params, return_annotation=hints.get("return", Any))
