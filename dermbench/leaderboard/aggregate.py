@@ -287,18 +287,26 @@ def build_board(key: GroupKey, runs: Sequence[Run], cfg: LeaderboardConfig) -> B
             e = Entry(method=method, variant=labels[vid], runs=rs, cells=cells)
             e.slug = f"{slug(method, 30)}-{hashlib.sha1(vid.encode()).hexdigest()[:6]}"
             if copies:
-                e.flags.append(f"{copies} more record(s) of the same seed and settings not counted again")
+                names = ", ".join(str(r.dir.name) for r in copies)
+                e.flags.append(
+                    f"{len(copies)} more record(s) of the same seed and settings not counted again: {names}"
+                )
             entries.append(e)
     return Board(key=key, columns=columns, entries=rank(entries, key.primary_metric))
 
 
-def one_record_per_seed(runs: list[Run]) -> tuple[list[Run], int]:
+def one_record_per_seed(runs: list[Run]) -> tuple[list[Run], list[Run]]:
     """Records of one entry that share a seed are copies of one run (e.g. rerun with another
-    ``--groups`` or ``--out``): one seed is one result, counted once (the first by path)."""
+    ``--groups`` or ``--out``): one seed is one result, counted once (the first by path); the
+    copies left out are returned so the page can name them."""
     kept: dict[str, Run] = {}
+    dropped: list[Run] = []
     for r in sorted(runs, key=lambda r: str(r.dir)):
-        kept.setdefault(str(r.seed), r)
-    return list(kept.values()), len(runs) - len(kept)
+        if str(r.seed) in kept:
+            dropped.append(r)
+        else:
+            kept[str(r.seed)] = r
+    return list(kept.values()), dropped
 
 
 def build_boards(runs: Sequence[Run], cfg: LeaderboardConfig) -> dict[str, list[Board]]:
