@@ -287,7 +287,7 @@ def build_board(key: GroupKey, runs: Sequence[Run], cfg: LeaderboardConfig) -> B
             e = Entry(method=method, variant=labels[vid], runs=rs, cells=cells)
             e.slug = f"{slug(method, 30)}-{hashlib.sha1(vid.encode()).hexdigest()[:6]}"
             if copies:
-                names = ", ".join(str(r.dir.name) for r in copies)
+                names = ", ".join("/".join(r.dir.parts[-4:]) for r in copies)  # collection/task/method/run
                 e.flags.append(
                     f"{len(copies)} more record(s) of the same seed and settings not counted again: {names}"
                 )
