@@ -337,3 +337,13 @@ def test_ten_kills_at_random_points_then_resume_equal_an_uninterrupted_run(tmp_p
         assert (a.parent / "predictions" / f"{split}.csv").read_text() == (
             found[0].parent / "predictions" / f"{split}.csv"
         ).read_text()
+
+
+def test_an_external_set_without_its_layouts_columns_says_which_columns(tmp_path):
+    (tmp_path / "isic").mkdir()
+    (tmp_path / "isic" / "truth.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(
+        DataError, match=r"isic2018.*no file under .* has the columns image, MEL, .* \(truth.csv do not\)"
+    ):
+        run_tiny(tmp_path, test_data={"isic2018": str(tmp_path / "isic")}, **FAST)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [".locks"]  # no task, method or run folder

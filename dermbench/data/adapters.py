@@ -169,10 +169,17 @@ def pick_file(root: Path, name: str, pattern: str, adapter: str, want: Callable[
         return root
     if name and (root / name).is_file():
         return root / name
-    found = sorted(p for p in root.rglob(pattern) if not p.name.startswith(".") and want(p))
+    candidates = sorted(p for p in root.rglob(pattern) if not p.name.startswith("."))
+    found = [p for p in candidates if want(p)]
     if len(found) == 1:
         return found[0]
     if not found:
+        what = getattr(want, "expects", "")
+        if candidates and what:  # files of the right kind exist, but none has the layout's columns
+            listed = ", ".join(str(p.relative_to(root)) for p in candidates[:3])
+            raise DataError(
+                f"dataset {adapter!r}: no file under {root} has the columns {what} ({listed} do not)"
+            )
         raise DataError(f"dataset {adapter!r}: no {name or pattern} under {root}")
     listed = ", ".join(str(p.relative_to(root)) for p in found[:5])
     raise DataError(
@@ -188,6 +195,7 @@ def csv_has(*columns: str) -> Callable[[Path], bool]:
             return False
         return all(c in head for c in columns)
 
+    check.expects = ", ".join(columns)  # type: ignore[attr-defined]
     return check
 
 

@@ -41,7 +41,7 @@ def run_dir_for(cfg: RunConfig) -> Path:
 @contextlib.contextmanager
 def run_lock(cfg: RunConfig) -> Iterator[None]:
     """One process per run folder: a second identical run refuses at once, naming the folder."""
-    lock_path = run_dir_for(cfg).parent / f".{cfg.run_id}.lock"
+    lock_path = Path(cfg.out) / ".locks" / f"{cfg.run_id}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
         try:
@@ -196,8 +196,12 @@ def prepare_leaving_no_folder(
     try:
         return prepare(cfg, task, plugins, progress)
     except BaseException:
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        folder, out = run_dir, Path(cfg.out)
+        while (
+            folder != out and folder.is_dir() and not any(folder.iterdir())
+        ):  # the run, method, task folders
+            folder.rmdir()
+            folder = folder.parent
         raise
 
 
