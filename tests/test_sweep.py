@@ -99,3 +99,36 @@ def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, capsys, monkeypatch, d
     assert "unknown task 'nosuchtask'" in captured.out
     assert "1 of 2 sweep runs failed" in captured.err
     assert len(list((tmp_path / "runs").rglob("record.json"))) == 1
+
+
+def test_a_stage_option_another_method_lacks_is_left_out_of_its_runs_and_said(tmp_path):
+    import types
+
+    from dermbench.components import Method, StageRecipe
+    from dermbench.hookspecs import hookimpl
+    from dermbench.launch.sweep import SweepRequest, run_sweep
+    from dermbench.testing import make_plugins
+
+    @hookimpl
+    def dermbench_register_methods(register):
+        register(Method("twostage", "warm-up then train", stages=(StageRecipe(name="warm"), StageRecipe())))
+
+    plugins = make_plugins(
+        ("two", types.SimpleNamespace(dermbench_register_methods=dermbench_register_methods))
+    )
+    settings = {"profile": "smoke", "model": "tinycnn", "synthetic_n": 150, "out": str(tmp_path / "runs"),
+                "cache_dir": str(tmp_path / "c"), "options": {"stage.warm.epochs": "2"}}  # fmt: skip
+    lines: list[str] = []
+    request = SweepRequest(
+        tasks=("tiny3",), methods=("twostage", "erm"), seeds=(0, 1), settings=settings, quiet=True
+    )
+    result = run_sweep(request, plugins, log=lines.append)
+    assert result.failures == [] and len(result.records) == 4
+    said = [line for line in lines if "does not apply" in line]
+    assert said == ["option stage.warm.epochs does not apply to erm (no stage 'warm'): left out of its runs"]
+    two = [r for r in result.records if r["method"]["name"] == "twostage"]
+    assert all([s["epochs"] for s in r["resolved"]["stages"]] == [2, 1] for r in two)
+    with pytest.raises(ConfigError, match="has no stage 'warm'"):  # a single run stays strict
+        from dermbench.testing import run_tiny
+
+        run_tiny(tmp_path, options={"stage.warm.epochs": 2})

@@ -120,19 +120,40 @@ def plan(request: SweepRequest, plugins: Any, log: Callable[..., Any]) -> tuple[
     return runs, preset
 
 
+def for_method(
+    settings: Mapping[str, Any], method: Any, log: Callable[..., Any], said: set
+) -> dict[str, Any]:
+    """A sweep's settings for one method: a ``stage.STAGE.*`` option for a stage this method does not
+    have (``stage.pretrain.epochs`` and a method without pretraining) is left out of its runs, and
+    said; every other option still has to fit."""
+    stages = {r.name for r in method.stages}
+    options = dict(settings.get("options") or {})
+    foreign = [
+        k for k in options if k.startswith("stage.") and k.count(".") >= 2 and k.split(".")[1] not in stages
+    ]
+    for key in foreign:
+        if (method.name, key) not in said:  # once per method, not once per run
+            said.add((method.name, key))
+            stage = key.split(".")[1]
+            log(f"option {key} does not apply to {method.name} (no stage {stage!r}): left out of its runs")
+        del options[key]
+    return {**settings, "options": options} if foreign else dict(settings)
+
+
 def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = print) -> SweepResult:
     """Run every planned run that is not already recorded; a failed run is reported, not fatal."""
     from dermbench.run.config import merge_settings, resolve_run
     from dermbench.run.pipeline import execute
 
     runs, preset = plan(request, plugins, log)
-    records, point_of, failures = [], {}, []
+    records, point_of, failures, said = [], {}, [], set()
     for i, (task, method, point, seed) in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] {task} {method} seed {seed} " + " ".join(
             f"{k}={v}" for k, v in point.items()
         )
         try:
             settings = merge_settings(request.settings, {**point_settings(point), "seed": seed})
+            settings = for_method(settings, plugins.registries.methods.get(method), log, said)
             cfg = resolve_run(plugins, task, method, request.file_settings, settings)
             log(label)
             record, _ = execute(
