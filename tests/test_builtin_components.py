@@ -52,7 +52,7 @@ def test_tta_predictor_averages_flip_views(reg):
 
 
 def test_gradcampp_explainer_writes_pngs(reg, tmp_path):
-    from dermbench.builtin.models import TinyCNN
+    from dermbench.builtin.tinycnn import TinyCNN
 
     explain = reg.explainers.build("gradcampp", {}, ExplainerContext(["a", "b"], 32))
     images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)

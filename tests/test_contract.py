@@ -21,8 +21,8 @@ import torch
 
 from dermbench import hookspecs
 from dermbench.builtin.losses import CEOptions, make_ce
-from dermbench.builtin.models import TinyCNN
 from dermbench.builtin.optim import AdamOptions, make_adam
+from dermbench.builtin.tinycnn import TinyCNN
 from dermbench.components import Component, Method, Ref, StageRecipe, SweepPreset
 from dermbench.data.synthetic import SyntheticOptions, load_synthetic
 from dermbench.explain.run import explain_run

@@ -6,7 +6,19 @@ from typing import Any
 
 from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
-from dermbench.stages.batch_mix import CutMixOptions, MixupOptions, make_cutmix, make_mixup
+from dermbench.stages.options import CutMixOptions, MixupOptions
+
+
+def make_mixup(options: MixupOptions, ctx: Any) -> Any:
+    from dermbench.stages.batch_mix import make_mixup as make  # torch, when a run needs it
+
+    return make(options, ctx)
+
+
+def make_cutmix(options: CutMixOptions, ctx: Any) -> Any:
+    from dermbench.stages.batch_mix import make_cutmix as make
+
+    return make(options, ctx)
 
 
 @hookimpl

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
@@ -44,16 +45,22 @@ def _lr(options: Any, ctx: OptimContext) -> tuple[float, float]:
 
 
 def make_adam(options: AdamOptions, params: Any, ctx: OptimContext) -> torch.optim.Optimizer:
+    import torch
+
     lr, wd = _lr(options, ctx)
     return torch.optim.Adam(_groups(params, lr, wd), lr=lr, betas=(options.beta1, options.beta2))
 
 
 def make_adamw(options: AdamOptions, params: Any, ctx: OptimContext) -> torch.optim.Optimizer:
+    import torch
+
     lr, wd = _lr(options, ctx)
     return torch.optim.AdamW(_groups(params, lr, wd), lr=lr, betas=(options.beta1, options.beta2))
 
 
 def make_sgd(options: SGDOptions, params: Any, ctx: OptimContext) -> torch.optim.Optimizer:
+    import torch
+
     lr, wd = _lr(options, ctx)
     return torch.optim.SGD(
         _groups(params, lr, wd), lr=lr, momentum=options.momentum, nesterov=options.nesterov
@@ -99,10 +106,14 @@ class CosineOptions:
 
 
 def make_step(options: StepOptions, optimizer: torch.optim.Optimizer, ctx: OptimContext) -> Any:
+    import torch
+
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=options.step_size, gamma=options.gamma)
 
 
 def make_cosine(options: CosineOptions, optimizer: torch.optim.Optimizer, ctx: OptimContext) -> Any:
+    import torch
+
     t_max = options.t_max or max(ctx.epochs, 1)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=options.eta_min)
 

@@ -5,13 +5,24 @@ from typing import Any
 
 from dermbench.components import Component
 from dermbench.hookspecs import hookimpl
-from dermbench.stages.pretrain_vae import VAEPretrainOptions, run_vae_pretrain
-from dermbench.stages.supervised import SupervisedOptions, run_supervised
+from dermbench.stages.options import SupervisedOptions, VAEPretrainOptions
 
 VAE_PAPER = (
     "Matas et al., Mitigating Overfitting in Medical Imaging: Self-Supervised Pretraining vs. "
     "ImageNet Transfer Learning for Dermatological Diagnosis"
 )
+
+
+def run_supervised(options: SupervisedOptions, ctx: Any) -> Any:
+    from dermbench.stages.supervised import run_supervised as run  # torch, when a run needs it
+
+    return run(options, ctx)
+
+
+def run_vae_pretrain(options: VAEPretrainOptions, ctx: Any) -> Any:
+    from dermbench.stages.pretrain_vae import run_vae_pretrain as run
+
+    return run(options, ctx)
 
 
 @hookimpl

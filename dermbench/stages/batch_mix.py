@@ -16,13 +16,13 @@ the per-channel normalisation that precedes it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from dermbench.errors import ConfigError
 from dermbench.plugins.contract import BatchContext, MixedBatch
+from dermbench.stages.options import CutMixOptions, MixupOptions
 
 
 def _rng(gen: torch.Generator) -> np.random.Generator:
@@ -31,18 +31,6 @@ def _rng(gen: torch.Generator) -> np.random.Generator:
 
 def _permutation(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.randperm(n, generator=gen).to(device)
-
-
-@dataclass(frozen=True)
-class MixupOptions:
-    alpha: float = field(default=0.2, metadata={"help": "Beta(alpha, alpha) of the mixing weight"})
-    p: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
-
-
-@dataclass(frozen=True)
-class CutMixOptions:
-    alpha: float = field(default=1.0, metadata={"help": "Beta(alpha, alpha) of the kept area"})
-    p: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
 
 
 class PairMix:

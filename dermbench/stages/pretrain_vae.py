@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,36 +42,12 @@ from dermbench.stages import encoder_store as store
 from dermbench.stages.augment import POLICIES, augment
 from dermbench.stages.checkpoints import LAST, atomic_save, load_state
 from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
+from dermbench.stages.options import VAEPretrainOptions
 from dermbench.stages.pretrain_plots import CURVES, GRID, loss_curves, reconstruction_grid
 
 KIND = "vae"
 VERSION = "convnext-vae-v1"  # bump when the architecture or the objective changes
 NOT_IN_KEY = ("encoder", "store", "grid")  # options that do not change the encoder
-
-
-def _help(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
-@dataclass(frozen=True)
-class VAEPretrainOptions:
-    latent_dim: int = _help(256, "size of mu and of log-variance")
-    optimizer: str = _help("", "a registered optimizer (empty: the recipe's, else the default one)")
-    lr: float = _help(1e-4, "learning rate of the optimizer (the paper prints 1e-8: see the method's docs)")
-    weight_decay: float = _help(0.05, "weight decay")
-    batch_size: int = _help(0, "images per batch (0: the run's batch size)")
-    kl_schedule: str = _help("linear", "KL warm-up: linear | cyclical | constant")
-    warmup_fraction: float = _help(0.5, "linear: fraction of the steps over which beta rises to beta_max")
-    cycles: int = _help(4, "cyclical: number of cycles")
-    cycle_ratio: float = _help(0.5, "cyclical: fraction of each cycle over which beta rises")
-    beta_max: float = _help(1.0, "largest KL weight")
-    decoder_blocks: int = _help(0, "ConvNeXt blocks per decoder stage (0: as many as the encoder stage)")
-    augment: str = _help("flips", "augmentation of the pretraining images: none | flips | standard")
-    pretrain_seed: int = _help(0, "seed of the pretraining (apart from the run's seed)")
-    use_train: bool = _help(True, "pretrain on the run's training split (plus any --pretrain-data)")
-    encoder: str = _help("", "key of a stored encoder to use instead of pretraining (must exist)")
-    store: str = _help("", "store folder (empty: <results folder>/pretrained)")
-    grid: int = _help(8, "images in the reconstruction grid")
 
 
 @dataclass

@@ -33,23 +33,10 @@ from dermbench.predict.logits import predict_logits
 from dermbench.stages.augment import augment
 from dermbench.stages.checkpoints import LAST, atomic_save, best_name, load_weights
 from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
+from dermbench.stages.options import SupervisedOptions
 from dermbench.stages.selection import Selection
 
 FREEZE_MODES = ("none", "backbone")
-
-
-@dataclass(frozen=True)
-class SupervisedOptions:
-    backbone_lr_scale: float = field(
-        default=1.0, metadata={"help": "lr of all but the classifier = lr x this"}
-    )
-    freeze: str = field(default="none", metadata={"help": "none | backbone (train the classifier only)"})
-    train_last_stages: int = field(
-        default=0,
-        metadata={"help": "with freeze=backbone: the last N feature stages train too (0: none)"},
-    )
-    grad_clip: float | None = None
-    batch_transform: str = field(default="", metadata={"help": "a batch transform, e.g. mixup or cutmix"})
 
 
 @dataclass

@@ -14,24 +14,27 @@ through its ``dermbench`` entry point like any other installed plugin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from dermbench.components import Component, LossContext, Method, Ref, StageRecipe
 from dermbench.errors import ConfigError
 from dermbench.hookspecs import hookimpl
-from dermbench_imbalance.losses import (
-    REDUCTIONS,
-    FocalLoss,
-    LDAMLoss,
-    LMFLoss,
-    WeightedCrossEntropy,
-    balanced_weights,
-    check_counts,
-    inverse_frequency_weights,
-    ldam_margins,
-)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dermbench_imbalance.losses import FocalLoss, LDAMLoss
+
+REDUCTIONS = ("weighted_mean", "mean")  # as dermbench_imbalance.losses.REDUCTIONS (a test ties them)
+
+
+def _losses() -> ModuleType:
+    """The loss code (torch), imported when a loss is built, not when the plugin registers."""
+    from dermbench_imbalance import losses
+
+    return losses
+
 
 PAPER = (
     "Sadi AA, Chowdhury L, Jahan N, Rafi MNS, Chowdhury R, Khan FA, Mohammed N. "
@@ -100,7 +103,7 @@ def _choice(where: str, name: str, value: str, allowed: tuple[str, ...]) -> None
 
 
 def _checked(ctx: LossContext, where: str) -> list[int]:
-    check_counts(ctx.class_counts, ctx.classes, where)
+    _losses().check_counts(ctx.class_counts, ctx.classes, where)
     if len(ctx.class_counts) != ctx.num_classes:
         raise ConfigError(f"{where}: {len(ctx.class_counts)} class counts for {ctx.num_classes} classes")
     return list(ctx.class_counts)
@@ -108,12 +111,18 @@ def _checked(ctx: LossContext, where: str) -> list[int]:
 
 def make_wce(options: WeightedCEOptions, ctx: LossContext) -> nn.Module:
     _choice("loss wce", "reduction", options.reduction, REDUCTIONS)
-    return WeightedCrossEntropy(inverse_frequency_weights(_checked(ctx, "loss wce")), options.reduction)
+    losses = _losses()
+    return losses.WeightedCrossEntropy(
+        losses.inverse_frequency_weights(_checked(ctx, "loss wce")), options.reduction
+    )
 
 
 def make_bwcce(options: WeightedCEOptions, ctx: LossContext) -> nn.Module:
     _choice("loss bwcce", "reduction", options.reduction, REDUCTIONS)
-    return WeightedCrossEntropy(balanced_weights(_checked(ctx, "loss bwcce")), options.reduction)
+    losses = _losses()
+    return losses.WeightedCrossEntropy(
+        losses.balanced_weights(_checked(ctx, "loss bwcce")), options.reduction
+    )
 
 
 def _focal(gamma: float, alpha: str, max_m: float, counts: list[int], where: str) -> FocalLoss:
@@ -122,7 +131,8 @@ def _focal(gamma: float, alpha: str, max_m: float, counts: list[int], where: str
         raise ConfigError(f"{where}: option gamma must be >= 0, got {gamma}")
     if not max_m > 0:
         raise ConfigError(f"{where}: option max_m must be > 0, got {max_m}")
-    return FocalLoss(ldam_margins(counts, max_m) if alpha == "margins" else None, gamma)
+    losses = _losses()
+    return losses.FocalLoss(losses.ldam_margins(counts, max_m) if alpha == "margins" else None, gamma)
 
 
 def _ldam(max_m: float, s: float, weighted: bool, counts: list[int], where: str) -> LDAMLoss:
@@ -130,7 +140,8 @@ def _ldam(max_m: float, s: float, weighted: bool, counts: list[int], where: str)
         raise ConfigError(f"{where}: option max_m must be > 0, got {max_m}")
     if not s > 0:
         raise ConfigError(f"{where}: option s must be > 0, got {s}")
-    return LDAMLoss(ldam_margins(counts, max_m), s, weighted)
+    losses = _losses()
+    return losses.LDAMLoss(losses.ldam_margins(counts, max_m), s, weighted)
 
 
 def make_focal(options: FocalOptions, ctx: LossContext) -> nn.Module:
@@ -145,7 +156,7 @@ def make_ldam(options: LDAMOptions, ctx: LossContext) -> nn.Module:
 
 def make_lmf(options: LMFOptions, ctx: LossContext) -> nn.Module:
     counts = _checked(ctx, "loss lmf")
-    return LMFLoss(
+    return _losses().LMFLoss(
         _ldam(options.max_m, options.s, options.ldam_weighted, counts, "loss lmf"),
         _focal(options.gamma, options.focal_alpha, options.max_m, counts, "loss lmf"),
         options.alpha,

@@ -63,3 +63,10 @@ def test_lmf_trains_one_epoch_on_the_tiny_task(dermbench_run):
     assert record["method"]["plugin"] == "imbalance"
     losses = [row["train_loss"] for row in record["history"]]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
+
+
+def test_the_plugin_registers_without_torch_and_names_the_reductions_of_its_losses():
+    import dermbench_imbalance.losses as losses
+    import dermbench_imbalance.plugin as plugin
+
+    assert plugin.REDUCTIONS == losses.REDUCTIONS

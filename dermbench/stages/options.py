@@ -1,0 +1,61 @@
+"""The options of the built-in stages and batch transforms, apart from their code.
+
+Plain dataclasses without torch, so that listing components (``dermbench list stages -v``,
+``dermbench plugins``) imports no deep-learning library; the stages import them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _help(default: Any, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class VAEPretrainOptions:
+    latent_dim: int = _help(256, "size of mu and of log-variance")
+    optimizer: str = _help("", "a registered optimizer (empty: the recipe's, else the default one)")
+    lr: float = _help(1e-4, "learning rate of the optimizer (the paper prints 1e-8: see the method's docs)")
+    weight_decay: float = _help(0.05, "weight decay")
+    batch_size: int = _help(0, "images per batch (0: the run's batch size)")
+    kl_schedule: str = _help("linear", "KL warm-up: linear | cyclical | constant")
+    warmup_fraction: float = _help(0.5, "linear: fraction of the steps over which beta rises to beta_max")
+    cycles: int = _help(4, "cyclical: number of cycles")
+    cycle_ratio: float = _help(0.5, "cyclical: fraction of each cycle over which beta rises")
+    beta_max: float = _help(1.0, "largest KL weight")
+    decoder_blocks: int = _help(0, "ConvNeXt blocks per decoder stage (0: as many as the encoder stage)")
+    augment: str = _help("flips", "augmentation of the pretraining images: none | flips | standard")
+    pretrain_seed: int = _help(0, "seed of the pretraining (apart from the run's seed)")
+    use_train: bool = _help(True, "pretrain on the run's training split (plus any --pretrain-data)")
+    encoder: str = _help("", "key of a stored encoder to use instead of pretraining (must exist)")
+    store: str = _help("", "store folder (empty: <results folder>/pretrained)")
+    grid: int = _help(8, "images in the reconstruction grid")
+
+
+@dataclass(frozen=True)
+class SupervisedOptions:
+    backbone_lr_scale: float = field(
+        default=1.0, metadata={"help": "lr of all but the classifier = lr x this"}
+    )
+    freeze: str = field(default="none", metadata={"help": "none | backbone (train the classifier only)"})
+    train_last_stages: int = field(
+        default=0,
+        metadata={"help": "with freeze=backbone: the last N feature stages train too (0: none)"},
+    )
+    grad_clip: float | None = None
+    batch_transform: str = field(default="", metadata={"help": "a batch transform, e.g. mixup or cutmix"})
+
+
+@dataclass(frozen=True)
+class MixupOptions:
+    alpha: float = field(default=0.2, metadata={"help": "Beta(alpha, alpha) of the mixing weight"})
+    p: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
+
+
+@dataclass(frozen=True)
+class CutMixOptions:
+    alpha: float = field(default=1.0, metadata={"help": "Beta(alpha, alpha) of the kept area"})
+    p: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
