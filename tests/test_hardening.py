@@ -347,3 +347,12 @@ def test_an_external_set_without_its_layouts_columns_says_which_columns(tmp_path
     ):
         run_tiny(tmp_path, test_data={"isic2018": str(tmp_path / "isic")}, **FAST)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [".locks"]  # no task, method or run folder
+
+
+def test_a_header_only_metadata_csv_is_named(tmp_path):
+    (tmp_path / "ham" / "images").mkdir(parents=True)
+    (tmp_path / "ham" / "HAM10000_metadata.csv").write_text(
+        "lesion_id,image_id,dx,dx_type,age,sex,localization\n"
+    )
+    with pytest.raises(DataError, match=r"HAM10000_metadata.csv: no rows, only a header"):
+        run_tiny(tmp_path, task="ham7", data={"ham10000": str(tmp_path / "ham")}, **FAST)

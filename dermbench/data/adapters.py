@@ -78,6 +78,8 @@ def read_table(file: Path, required: Sequence[str]) -> pd.DataFrame:
         raise DataError(
             f"{file}: missing column(s) {', '.join(missing)} (found: {', '.join(df.columns)}){hint}"
         )
+    if len(df) == 0:
+        raise DataError(f"{file}: no rows, only a header")
     return df
 
 
