@@ -62,6 +62,9 @@ def test_random_arm_runs_frozen_then_fine_tuned(dermbench_run):
 
 
 def test_imagenet_arm_offline_stops_with_the_weights_message(dermbench_run, monkeypatch):
+    from huggingface_hub import constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at download time: no network retries
     with pytest.raises(ConfigError, match="cannot load ImageNet weights for 'convnext_atto'.*--init PATH"):
         dermbench_run(method="ssl_imagenet", plugins=PLUGINS, model="convnext_atto", image_size=32)
