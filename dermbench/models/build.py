@@ -83,22 +83,31 @@ def _from_file(name: str, ctx: ModelContext, head: Any, kwargs: dict[str, Any]) 
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    load_backbone(model, state, f"--init {path}: cannot load these weights into {name!r}")
+    return model
+
+
+def load_backbone(model: nn.Module, state: dict[str, Any], where: str) -> None:
+    """Load ``state`` into ``model`` strictly: every weight but the classifier's must be found and
+    fit. A classifier of another shape (another task's classes, a linear head where the model has
+    an MLP) is left out and stays freshly initialised; anything else is an error, never a silent
+    partial load."""
     own = model.state_dict()
     head_keys, prefix = classifier_keys(model)
-    for k in list(state):  # another task's classifier (other classes, or a linear one): not loaded
-        if k.startswith(prefix) and (k not in own or state[k].shape != own[k].shape):
-            del state[k]
+    state = {
+        k: v
+        for k, v in state.items()
+        if not (k.startswith(prefix) and (k not in own or v.shape != own[k].shape))
+    }
     missing = [k for k in own if k not in state and k not in head_keys]
     unexpected = [k for k in state if k not in own]
     wrong_shape = [k for k in state if k in own and state[k].shape != own[k].shape]
     if missing or unexpected or wrong_shape:
         raise ConfigError(
-            f"--init {path}: cannot load these weights into {name!r}: {len(missing)} missing "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), "
-            f"{len(wrong_shape)} of another shape (e.g. {wrong_shape[:3]})"
+            f"{where}: {len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:3]}), {len(wrong_shape)} of another shape (e.g. {wrong_shape[:3]})"
         )
     model.load_state_dict(state, strict=False)
-    return model
 
 
 def classifier_keys(model: nn.Module) -> tuple[set[str], str]:

@@ -97,20 +97,12 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise ConfigError(f"stored encoder {folder}: cannot read {META} ({exc})") from None
 
 
-def load_encoder_into(model: torch.nn.Module, folder: Path, classifier_keys: set[str]) -> None:
+def load_encoder_into(model: torch.nn.Module, folder: Path) -> None:
     """Copy a stored encoder into ``model``: every weight but the classifier's must be found and fit."""
+    from dermbench.models.build import load_backbone
+
     try:
         state = torch.load(folder / ENCODER, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ConfigError(f"stored encoder {folder / ENCODER}: cannot read it ({exc})") from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state and k not in classifier_keys]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        raise ConfigError(
-            f"stored encoder {folder}: does not fit model {type(model).__name__}: {len(missing)} missing "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), {len(wrong)} of "
-            f"another shape (e.g. {wrong[:2]})"
-        )
-    model.load_state_dict(state, strict=False)
+    load_backbone(model, state, f"stored encoder {folder}: does not fit model {type(model).__name__}")

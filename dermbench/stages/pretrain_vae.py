@@ -33,7 +33,7 @@ import torch
 
 from dermbench.data.split_data import SplitData, concat_splits
 from dermbench.errors import ConfigError, TrainingError
-from dermbench.models.build import classifier_keys, literal_option
+from dermbench.models.build import literal_option
 from dermbench.models.parts import split_head_options
 from dermbench.models.vae import KL_SCHEDULES, ConvNeXtVAE, build_vae, elbo_terms, kl_weight
 from dermbench.plugins.contract import OptimContext, StageContext, StageResult
@@ -258,7 +258,7 @@ def run_vae_pretrain(options: VAEPretrainOptions, ctx: StageContext) -> StageRes
             if not store.is_complete(folder):
                 train_vae(options, ctx, data, inputs, folder)
                 trained_here = True
-    store.load_encoder_into(ctx.model, folder, classifier_keys(ctx.model)[0])
+    store.load_encoder_into(ctx.model, folder)
     meta = store.read_meta(folder)
     _copy_plots(folder, ctx.checkpoint_dir)
     resolved = {
