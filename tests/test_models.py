@@ -58,3 +58,33 @@ def test_imagenet_weights_offline_say_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HOME", "/nonexistent-dermbench-test")
     with pytest.raises(ConfigError, match="--init PATH"):
         create_timm_model("test_resnet", ModelContext(num_classes=5, image_size=32, init="imagenet"))
+
+
+def test_imagenet_weights_fail_at_once_when_not_cached_and_the_hub_is_unreachable(tmp_path, monkeypatch):
+    import socket
+
+    import timm
+    from huggingface_hub import constants
+
+    from dermbench.models.build import hub_weights_reachable
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    calls = []
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: calls.append(k) or None)
+    with pytest.raises(
+        ConfigError, match="cannot load ImageNet weights for 'convnext_atto' .*hub cannot be reached"
+    ):
+        build_model("convnext_atto", ModelContext(3, 32, "imagenet"), {}, {})
+    assert calls == []  # no download attempted, so no retries
+    snapshot = tmp_path / "hub" / "models--timm--convnext_atto.d2_in1k"
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text("abc")
+    (snapshot / "snapshots" / "abc").mkdir(parents=True)
+    (snapshot / "snapshots" / "abc" / "model.safetensors").write_bytes(b"")
+    assert hub_weights_reachable("convnext_atto")  # cached: no network needed

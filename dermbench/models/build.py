@@ -45,17 +45,51 @@ def _create_timm_model(name: str, ctx: ModelContext, head: Any, kwargs: dict[str
             raise ConfigError(f"model {name!r}: bad model option(s) {sorted(kwargs)}: {exc}") from None
     if ctx.init == "imagenet":
         try:
+            if not hub_weights_reachable(name):
+                raise ConnectionError("not in the Hugging Face cache, and the hub cannot be reached")
             return timm.create_model(
                 name, pretrained=True, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs
             )
         except Exception as exc:  # offline, no cache, or no pretrained tag
             raise ConfigError(
-                f"cannot load ImageNet weights for {name!r} ({type(exc).__name__}). This machine may be "
-                f'offline: on a machine with internet run `python -c "import timm; '
+                f"cannot load ImageNet weights for {name!r} ({type(exc).__name__}: {exc}). This machine may "
+                f'be offline: on a machine with internet run `python -c "import timm; '
                 f"timm.create_model('{name}', pretrained=True)\"` to fill the Hugging Face cache and copy it "
                 f"here (~/.cache/huggingface), or save the weights to a file and pass --init PATH"
             ) from None
     return _from_file(name, ctx, head, kwargs)
+
+
+def hub_weights_reachable(name: str, timeout: float = 3.0) -> bool:
+    """Whether timm can get ``name``'s pretrained weights: cached, or the hub answers within
+    ``timeout`` seconds. Checked first so that an offline machine fails at once, not after the
+    hub client's retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None)
+    if not repo:
+        return True  # not hosted on the hub: let timm try its own source
+    repo = repo.split("@")[0]
+    names = (
+        getattr(cfg, "hf_hub_filename", None),
+        "model.safetensors",
+        "pytorch_model.bin",
+        "open_clip_pytorch_model.bin",
+    )
+    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in names if f):
+        return True
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _from_file(name: str, ctx: ModelContext, head: Any, kwargs: dict[str, Any]) -> nn.Module:
