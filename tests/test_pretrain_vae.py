@@ -213,3 +213,35 @@ def _ham_subset(ham: Path, dest: Path, n: int) -> Path:
     )
     (dest / "images").symlink_to(ham / "images")
     return dest
+
+
+def test_a_run_resumed_after_its_pretraining_still_records_the_encoder(tmp_path):
+    import types
+
+    from dermbench.hookspecs import hookimpl
+    from dermbench.run.config import resolve_config
+    from dermbench.run.pipeline import execute
+    from dermbench.testing import TINY_TASK, make_plugins
+
+    class Killed(Exception):
+        pass
+
+    @hookimpl
+    def dermbench_epoch_end(record, row):
+        if row["stage"] == "frozen" and row["epoch"] == 1:
+            raise Killed
+
+    options = {"stage.pretrain.epochs": 1, "stage.frozen.epochs": 2, "stage.finetune.epochs": 1,
+               "model.head_hidden": 16}  # fmt: skip
+    settings = {"profile": "smoke", "model": "convnext_atto", "image_size": 32, "synthetic_n": 120, "device": "cpu",
+                "out": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "cache"), "options": options}  # fmt: skip
+    killer = types.SimpleNamespace(dermbench_epoch_end=dermbench_epoch_end, __name__="killer")
+    pl = make_plugins(*PLUGINS, ("killer", killer))
+    cfg = resolve_config(TINY_TASK, pl.registries.methods.get("ssl_vae"), {}, settings)
+    with pytest.raises(Killed):
+        execute(cfg, pl, progress=False, log=lambda *a: None)
+    pl = make_plugins(*PLUGINS)
+    record, _ = execute(cfg, pl, resume=True, progress=False, log=lambda *a: None)
+    assert record["status"] == "complete"
+    assert [s["stage"] for s in record["resolved"]["stages"]] == ["pretrain", "frozen", "finetune"]
+    assert record["resolved"]["stages"][0]["encoder_key"]

@@ -54,6 +54,7 @@ class FitContext:
     unlabelled: SplitData | None = None  # --pretrain-data images, for pretraining stages
     histories: list[list[dict]] = field(default_factory=list)  # one per fold, live: the record reads it
     resolved: list[dict] = field(default_factory=list)  # each stage's settings as used (first fold)
+    earlier_resolved: list[dict] = field(default_factory=list)  # from the interrupted run, on resume
 
 
 @dataclass
@@ -124,6 +125,7 @@ def fit_one(
     best_epoch = None
     for i, recipe in enumerate(fc.method.stages):
         if _skip_stage(i, state):
+            _carry_resolved(fc, recipe.name, fold)
             if i == state["stage_index"]:
                 model.load_state_dict(state["model"])
                 best_epoch = state["best_epoch"] or state["epoch"]
@@ -165,6 +167,13 @@ def stage_values(cfg: RunConfig, method: Method, recipe: Any) -> tuple[dict[str,
     if epochs < 1:
         raise ConfigError(f"option stage.{recipe.name}.epochs must be >= 1, got {epochs}")
     return values, epochs
+
+
+def _carry_resolved(fc: FitContext, stage: str, fold: int | None) -> None:
+    """A stage that finished before the run was killed keeps its recorded settings."""
+    if fold not in (None, 0):
+        return
+    fc.resolved.extend(r for r in fc.earlier_resolved if r.get("stage") == stage)
 
 
 def run_stage(fc: FitContext, ctx: StageContext) -> StageResult:

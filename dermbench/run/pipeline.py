@@ -140,7 +140,7 @@ def epoch_logger(
     """What happens after every epoch: the record is rewritten, plugins told, a line printed."""
 
     def on_row(row: dict) -> None:
-        record["history"] = [r for h in fc_histories for r in h]
+        record["history"] = [r for h in fc_histories for r in h]  # record["resolved"] fills as stages start
         write_json_atomic(record_path, record)
         plugins.epoch_end(record, row)
         if progress:
@@ -205,20 +205,33 @@ def prepare_leaving_no_folder(
         raise
 
 
+def _resolved_so_far(record_path: Path) -> list[dict]:
+    """The stage settings an interrupted run recorded (a stage finished before the kill is not run
+    again, so its settings come from here)."""
+    try:
+        return list((read_record(record_path).get("resolved") or {}).get("stages") or [])
+    except Exception:  # no record yet, or a broken one: nothing to carry over
+        return []
+
+
 def train_and_score(
     cfg: RunConfig, task: Task, method: Method, plugins: Plugins, data: PreparedData, device: torch.device,
     run_dir: Path, resume: bool, progress: bool, log: Any,
 ) -> tuple[dict, Path]:  # fmt: skip
     """From the first record to the complete one: train, predict, score, audit."""
     reg = plugins.registries
-    record, record_path = new_record(cfg, task, method, plugins, data, device), run_dir / RECORD_NAME
+    record_path = run_dir / RECORD_NAME
+    earlier = _resolved_so_far(record_path) if resume else []
+    record = new_record(cfg, task, method, plugins, data, device)
     write_json_atomic(record_path, record)
     plugins.run_start(record)
     histories: list[list[dict]] = []
+    stages: list[dict] = []  # each stage's settings as used, in the record as soon as known
+    record["resolved"] = {"stages": stages}
     on_row = epoch_logger(record, record_path, histories, plugins, progress, log)
     fc = FitContext(
         cfg, task, method, reg, device, run_dir / "checkpoints", resume, progress, log, on_row,
-        unlabelled=data.unlabelled, histories=histories,
+        unlabelled=data.unlabelled, histories=histories, resolved=stages, earlier_resolved=earlier,
     )  # fmt: skip
     fitted = fit_and_predict(fc, data)
     models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")
