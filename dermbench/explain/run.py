@@ -21,7 +21,7 @@ from dermbench.plugins.contract import ExplainerContext, ModelContext
 from dermbench.plugins.options import build_options
 from dermbench.run.config import RunConfig
 from dermbench.run.record import RECORD_NAME, read_record, write_json_atomic
-from dermbench.stages.checkpoints import LAST, best_name, load_weights
+from dermbench.stages.checkpoints import CHECKPOINTS, LAST, best_name, load_weights
 
 CATEGORIES = ("tp", "fp", "fn", "tn")
 
@@ -45,7 +45,7 @@ def _categories(preds: pd.DataFrame, record: dict, split: str) -> tuple[pd.Serie
 
 def _scored_checkpoint(run_dir: Path, record: dict) -> list[str]:
     """The scored model of a run whose record names none: its best or last training checkpoint."""
-    ckpt = run_dir / "checkpoints"
+    ckpt = run_dir / CHECKPOINTS
     stages = len(record["method"]["recipe"]["stages"])
     best = ckpt / best_name(stages - 1)
     if record["config"].get("ensemble", "none") == "none":

@@ -29,7 +29,7 @@ from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models
 from dermbench.run.record import RECORD_NAME, SCHEMA, environment, now, read_record, write_json_atomic
 from dermbench.run.scoring import score
 from dermbench.run.slots import check_option_slots
-from dermbench.stages.checkpoints import LAST
+from dermbench.stages.checkpoints import CHECKPOINTS, LAST
 from dermbench.stages.device import describe_input_stats, device_name, pick_device
 from dermbench.tasks import Task, resolve_task
 
@@ -66,7 +66,7 @@ def open_run_dir(cfg: RunConfig, resume: bool, force: bool, log: Any) -> tuple[P
         if existing.get("status") == "complete":
             log(f"already complete with the same resolved config: {record_path} (use --force to run again)")
             return run_dir, existing
-        if not resume and (run_dir / "checkpoints" / LAST).exists():
+        if not resume and (run_dir / CHECKPOINTS / LAST).exists():
             raise ConfigError(
                 f"an unfinished run with the same config is in {run_dir}: add --resume to continue it, "
                 f"or --force to start over"
@@ -230,7 +230,7 @@ def train_and_score(
     record["resolved"] = {"stages": stages}
     on_row = epoch_logger(record, record_path, histories, plugins, progress, log)
     fc = FitContext(
-        cfg, task, method, reg, device, run_dir / "checkpoints", resume, progress, log, on_row,
+        cfg, task, method, reg, device, run_dir / CHECKPOINTS, resume, progress, log, on_row,
         unlabelled=data.unlabelled, histories=histories, resolved=stages, earlier_resolved=earlier,
     )  # fmt: skip
     fitted = fit_and_predict(fc, data)

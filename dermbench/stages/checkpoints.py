@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+CHECKPOINTS = "checkpoints"  # the folder of a run's checkpoints: <run>/checkpoints[/fold<i>]
 LAST = "last.pt"
 FINAL = "final.pt"
 
@@ -23,6 +24,12 @@ def best_name(stage_index: int) -> str:
 
 def fold_dir(checkpoint_dir: Path, fold: int | None) -> Path:
     return checkpoint_dir if fold is None else checkpoint_dir / f"fold{fold}"
+
+
+def run_dir_of(checkpoint_dir: Path) -> Path:
+    """The run folder a stage's checkpoint folder belongs to (the inverse of ``fold_dir``)."""
+    folder = Path(checkpoint_dir)
+    return folder.parent if folder.name == CHECKPOINTS else folder.parent.parent
 
 
 def atomic_save(obj: Any, path: Path) -> None:

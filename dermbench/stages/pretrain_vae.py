@@ -40,7 +40,7 @@ from dermbench.plugins.contract import OptimContext, StageContext, StageResult
 from dermbench.plugins.options import options_to_dict
 from dermbench.stages import encoder_store as store
 from dermbench.stages.augment import POLICIES, augment
-from dermbench.stages.checkpoints import LAST, atomic_save, load_state
+from dermbench.stages.checkpoints import LAST, atomic_save, load_state, run_dir_of
 from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
 from dermbench.stages.options import VAEPretrainOptions
 from dermbench.stages.pretrain_plots import CURVES, GRID, loss_curves, reconstruction_grid
@@ -278,8 +278,7 @@ def run_vae_pretrain(options: VAEPretrainOptions, ctx: StageContext) -> StageRes
 
 def _copy_plots(folder: Path, checkpoint_dir: Path) -> None:
     """The curves and the grid, beside the run's record (``<run>/pretraining/``)."""
-    run_dir = checkpoint_dir.parent if checkpoint_dir.name == "checkpoints" else checkpoint_dir.parent.parent
-    dest = run_dir / "pretraining"
+    dest = run_dir_of(checkpoint_dir) / "pretraining"
     dest.mkdir(parents=True, exist_ok=True)
     for name in (CURVES, GRID, store.HISTORY):
         if (folder / name).exists():
