@@ -1,0 +1,177 @@
+"""Training throughput: dermbench's data path against the loop a researcher writes by hand.
+
+For one model, batch size, image size and augmentation (flips), it prints, in one process:
+
+- ``dermbench``: the supervised stage's training epoch (``train_one_epoch``) on images decoded
+  once by the cache, validation left out;
+- ``imagefolder``: a plain torchvision ``ImageFolder`` + PIL ``DataLoader`` loop with workers that
+  decodes, resizes and flips every image every epoch, feeding the same model and optimiser step;
+- ``in-memory``: the same model and optimiser step on float tensors already on the device (the
+  ceiling no data path can beat);
+
+as images per second, with the ratios, and the peak resident memory of the process.
+
+    python benchmarks/throughput.py --data ham10000=../shared/data/ham10000 --sizes 64,224 --images 2048
+    python benchmarks/throughput.py --smoke      # seconds, on the built-in synthetic sample (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dermbench.data.prepare import prepare_data  # noqa: E402
+from dermbench.data.split_data import subset  # noqa: E402
+from dermbench.models.build import build_run_model  # noqa: E402
+from dermbench.plugins import load_plugins  # noqa: E402
+from dermbench.plugins.contract import StageContext  # noqa: E402
+from dermbench.run.config import parse_assignments, resolve_config  # noqa: E402
+from dermbench.stages.device import pick_device  # noqa: E402
+from dermbench.stages.options import SupervisedOptions  # noqa: E402
+from dermbench.stages.supervised import build_trainables, train_one_epoch  # noqa: E402
+
+
+def dermbench_loop(cfg, task, reg, device, train) -> float:
+    """Images per second of one training epoch of the supervised stage (after a warm-up epoch)."""
+    model = build_run_model(cfg, task, reg).to(device)
+    ctx = StageContext(model=model, train=train, val=train, task=task, cfg=cfg, recipe=reg.methods.get("erm").stages[0],
+                       stage_index=0, registries=reg, device=device, checkpoint_dir=Path(tempfile.mkdtemp()), seed=0,
+                       progress=False)  # fmt: skip
+    parts = build_trainables(SupervisedOptions(), ctx)
+    train_one_epoch(SupervisedOptions(), ctx, parts, 1, "warm-up")
+    t0 = time.perf_counter()
+    train_one_epoch(SupervisedOptions(), ctx, parts, 2, "timed")
+    _sync(device)
+    return len(train) / (time.perf_counter() - t0)
+
+
+def _step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+    loss = nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def imagefolder_loop(cfg, task, reg, device, train, workers: int) -> float:
+    """Images per second of a torchvision ImageFolder/PIL DataLoader loop over the same images."""
+    from PIL import Image
+    from torchvision import datasets, transforms
+
+    root = Path(tempfile.mkdtemp())
+    paths = train.frame["path"].tolist() if "path" in train.frame.columns else [None] * len(train)
+    for i, (img, y, src) in enumerate(zip(train.images.numpy(), train.y, paths, strict=True)):
+        folder = root / task.classes[y]
+        folder.mkdir(exist_ok=True)
+        if isinstance(src, str) and os.path.isfile(
+            src
+        ):  # the original file, decoded at full size every epoch
+            (folder / f"{i}{Path(src).suffix}").symlink_to(os.path.abspath(src))
+        else:  # generated images: written once as files
+            Image.fromarray(img).save(folder / f"{i}.png")
+    tf = transforms.Compose([
+        transforms.Resize((cfg.image_size, cfg.image_size)), transforms.RandomHorizontalFlip(),
+        transforms.RandomVerticalFlip(), transforms.ToTensor(),
+        transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ])  # fmt: skip
+    loader = torch.utils.data.DataLoader(datasets.ImageFolder(str(root), tf), batch_size=cfg.batch_size, shuffle=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda", drop_last=True)  # fmt: skip
+    model = build_run_model(cfg, task, reg).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):  # the first epoch warms up workers and caches
+        t0, seen = time.perf_counter(), 0
+        for x, y in loader:
+            _step(model, optimizer, x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+            seen += len(y)
+        _sync(device)
+    return seen / (time.perf_counter() - t0)
+
+
+def in_memory_loop(cfg, task, reg, device, n: int) -> float:
+    """Images per second of the model and optimiser step alone, on tensors already on the device."""
+    model = build_run_model(cfg, task, reg).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
+    y = torch.randint(0, task.num_classes, (cfg.batch_size,), device=device)
+    steps = max(n // cfg.batch_size, 2)
+    _step(model, optimizer, x, y)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        _step(model, optimizer, x, y)
+    _sync(device)
+    return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def measure(args: argparse.Namespace, size: int) -> dict[str, float]:
+    plugins = load_plugins(autoload=False)
+    reg = plugins.registries
+    task = reg.tasks.get(args.task)
+    settings = {"profile": "smoke", "model": args.model, "image_size": size, "batch_size": args.batch,
+                "augment": "flips", "device": args.device, "cache_dir": args.cache_dir,
+                "data": parse_assignments(args.data, "--data"), "synthetic_n": max(args.images * 2, 240)}  # fmt: skip
+    cfg = resolve_config(task, reg.methods.get("erm"), {}, settings)
+    device = pick_device(cfg.device)
+    data = prepare_data(cfg, task, reg, progress=False)
+    train = data.splits["train"]
+    train = subset(train, np.arange(min(args.images, len(train))), "train")
+    return {
+        "dermbench": dermbench_loop(cfg, task, reg, device, train),
+        "imagefolder": imagefolder_loop(cfg, task, reg, device, train, args.workers),
+        "in-memory": in_memory_loop(cfg, task, reg, device, len(train)),
+        "images": len(train),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--data", action="append", metavar="NAME=PATH", help="a dataset (default: the synthetic sample)"
+    )
+    p.add_argument("--task", default="ham7")
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--sizes", default="64,224", help="comma-separated image sizes")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--images", type=int, default=1024, help="training images timed per loop")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--smoke", action="store_true", help="tiny: a model, 32 px, 64 images (seconds; for CI)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.model, args.sizes, args.images, args.batch, args.workers = "tinycnn", "32", 64, 16, 1
+    torch.manual_seed(0)
+    print(
+        f"model {args.model}, batch {args.batch}, flips, device {pick_device(args.device)}, torch {torch.__version__}"
+    )
+    print(
+        f"{'size':>5} {'images':>7} {'dermbench':>10} {'imagefolder':>12} {'in-memory':>10} {'vs folder':>10} {'of ceiling':>11}"
+    )
+    for size in (int(s) for s in args.sizes.split(",")):
+        r = measure(args, size)
+        print(f"{size:>5} {r['images']:>7} {r['dermbench']:>10.1f} {r['imagefolder']:>12.1f} {r['in-memory']:>10.1f} "
+              f"{r['dermbench'] / r['imagefolder']:>9.2f}x {r['dermbench'] / r['in-memory']:>10.0%}")  # fmt: skip
+    print(f"images per second of training (validation apart); peak resident memory {peak_rss_mib():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
