@@ -82,20 +82,26 @@ def mapped_source(
     return records, frame, dropped
 
 
+def decode_rows(
+    records: DatasetRecords, frame: pd.DataFrame, cfg: RunConfig, where: str, progress: bool
+) -> tuple[pd.DataFrame, Any, list]:
+    """The images of ``frame``'s rows through the decode-once cache (checked against memory first),
+    and the rows that decoded; skipped images are listed when ``--skip-bad-images`` allows them."""
+    check_decoded_size(len(frame), cfg.image_size, where)
+    images, kept_rows, skipped = load_images(
+        records, frame["row"].to_numpy(), cfg.image_size, cache_dir_for(cfg),
+        skip_bad=cfg.skip_bad_images, progress=progress,
+    )  # fmt: skip
+    return frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True), images, skipped
+
+
 def _load_source(
     name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, progress: bool
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], bool]:
     records, frame, dropped = mapped_source(name, path, cfg, task, registries)
-    check_decoded_size(len(frame), cfg.image_size, f"dataset {name} ({path or 'generated'})")
-    images, kept_rows, skipped = load_images(
-        records,
-        frame["row"].to_numpy(),
-        cfg.image_size,
-        cache_dir_for(cfg),
-        skip_bad=cfg.skip_bad_images,
-        progress=progress,
+    frame, images, skipped = decode_rows(
+        records, frame, cfg, f"dataset {name} ({path or 'generated'})", progress
     )
-    frame = frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True)
     frame["dataset"] = name
     if any(g in SKIN_TONE_SCHEMES for g in cfg.groups):
         if "ita" in frame.columns:  # a generator's true tone, kept apart from the measured one
@@ -132,11 +138,7 @@ def _load_unlabelled(
         raise ConfigError(
             f"--pretrain-data {name}={path}: no image left after removing validation and test lesions"
         )
-    images, kept_rows, skipped = load_images(
-        records, frame["row"].to_numpy(), cfg.image_size, cache_dir_for(cfg),
-        skip_bad=cfg.skip_bad_images, progress=progress,
-    )  # fmt: skip
-    frame = frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True)
+    frame, images, skipped = decode_rows(records, frame, cfg, f"--pretrain-data {name} ({path})", progress)
     frame["image_id"] = f"{name}:" + frame["image_id"].astype(str)
     frame["dataset"] = name
     split = SplitData(

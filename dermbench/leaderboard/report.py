@@ -240,14 +240,15 @@ def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
     """What the page shows of one seed's run (its Grad-CAM++ images copied next to the page)."""
     cams, cam_notes = copy_cams(r, page_dir / "cams", f"s{i}")
     fairness = r.record.get("fairness")
+    report = overfitting_of(r.record)
     op = r.test_metrics.get("operating_point")
     return {
         "label": seed_label(r),
         "run": r,
         "record": r.record,
         "primary": as_number(get_path(r.test_metrics, primary)),
-        "overfitting": overfitting_of(r.record),
-        "overfitting_table": table_rows(overfitting_of(r.record)) if r.record.get("history") else None,
+        "overfitting": report,
+        "overfitting_table": table_rows(report) if report else None,
         "epochs": len(r.record.get("history") or []),
         "op": op if isinstance(op, dict) else None,
         "splits": [

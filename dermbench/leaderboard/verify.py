@@ -171,17 +171,20 @@ def _split(record: dict, preds: dict, task: Any, cfg: RunConfig, registries: Any
     splits = record["data"]["splits"]
     if (splits.get("val") or {}).get("out_of_fold"):  # a CV ensemble is scored on train + val
         idx = {**idx, "val": np.concatenate([idx["train"], idx["val"]])}
+    official = {
+        name: split_fingerprint(frame, idx[name]) for name in ("train", "val", "test") if name in splits
+    }
     problems = [
         f"the {name} split differs from the official one (fingerprint {str(splits[name].get('fingerprint'))[:12]} "
-        f"recorded, {split_fingerprint(frame, idx[name])[:12]} official)"
-        for name in ("train", "val", "test")
-        if name in splits and splits[name].get("fingerprint") != split_fingerprint(frame, idx[name])
+        f"recorded, {fp[:12]} official)"
+        for name, fp in official.items()
+        if splits[name].get("fingerprint") != fp
     ]
     test = frame.iloc[idx["test"]]
     got = preds["test"].frame.set_index("image_id")
-    official = set(test["image_id"].astype(str))
-    if set(got.index) != official:
-        missing, extra = official - set(got.index), set(got.index) - official
+    test_ids = set(test["image_id"].astype(str))
+    if set(got.index) != test_ids:
+        missing, extra = test_ids - set(got.index), set(got.index) - test_ids
         problems.append(
             f"the test predictions miss {len(missing)} official test image(s) and add {len(extra)} other(s)"
         )

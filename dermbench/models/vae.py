@@ -23,8 +23,6 @@ plus ``beta_t * KL(q(z|x) || N(0, I))`` summed over the latent, both averaged ov
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -170,12 +168,3 @@ def build_vae(
         raise ConfigError(f"unknown model {model_name!r}: the VAE encoder must be a timm convnext_* model")
     encoder = timm.create_model(model_name, pretrained=False, num_classes=0, **timm_kwargs)
     return ConvNeXtVAE(encoder, model_name, image_size, latent_dim, max_blocks)
-
-
-def log_likelihood_bound_per_pixel(recon: float, image_size: int) -> float:
-    """Mean squared error per pixel value from the summed reconstruction term (for plots and PSNR)."""
-    return recon / (3 * image_size * image_size)
-
-
-def psnr_from_mse(mse: float) -> float:
-    return float("inf") if mse <= 0 else 10.0 * math.log10(1.0 / mse)

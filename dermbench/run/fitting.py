@@ -225,10 +225,15 @@ def fit_and_predict(fc: FitContext, data: PreparedData) -> Fitted:
     """One model on train (scored on val), or a K-fold ensemble over train + val (scored out of fold)."""
     k = ensemble_folds(fc.cfg.ensemble)
     predictor = run_predictor(fc)  # built once, and before training: a bad one fails at once
+    fitted = _fit(fc, data, k, predictor)
+    warn_unused_unlabelled(fc)
+    return fitted
+
+
+def _fit(fc: FitContext, data: PreparedData, k: int | None, predictor: Any) -> Fitted:
     if k is None:
         history: list[dict] = []
         model, best_epoch = fit_one(fc, data.splits["train"], data.splits["val"], None, history)
-        warn_unused_unlabelled(fc)
         probs = {name: predict_split(fc, model, s.images, predictor) for name, s in data.splits.items()}
         return Fitted([model], probs, best_epoch, fc.histories)
     return _fit_cv_ensemble(fc, data, k, predictor)

@@ -55,7 +55,7 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
     """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".record-", suffix=".tmp")

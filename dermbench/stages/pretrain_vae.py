@@ -38,6 +38,7 @@ from dermbench.models.parts import split_head_options
 from dermbench.models.vae import KL_SCHEDULES, ConvNeXtVAE, build_vae, elbo_terms, kl_weight
 from dermbench.plugins.contract import OptimContext, StageContext, StageResult
 from dermbench.plugins.options import options_to_dict
+from dermbench.run.record import write_json_atomic
 from dermbench.stages import encoder_store as store
 from dermbench.stages.augment import POLICIES, augment
 from dermbench.stages.checkpoints import LAST, atomic_save, load_state, run_dir_of
@@ -221,13 +222,13 @@ def finish_store(
     folder: Path,
 ) -> None:
     t.vae.eval()
-    store.write_json(folder / store.HISTORY, t.history)
+    write_json_atomic(folder / store.HISTORY, t.history)
     loss_curves(t.history, folder / CURVES, f"VAE pretraining of {ctx.cfg.model}, {len(data.ids)} images")
     draw_grid(t.vae, data.images[: max(options.grid, 1)], ctx.device, folder / GRID)
     atomic_save(t.vae.encoder.state_dict(), folder / store.ENCODER)
     atomic_save(t.vae.state_dict(), folder / store.FULL_MODEL)
     meta = {"inputs": inputs, "image_ids": data.ids, "sources": data.sources, "final": t.history[-1]}
-    store.write_json(folder / store.META, meta)  # written last: its presence means complete
+    write_json_atomic(folder / store.META, meta)  # written last: its presence means complete
     (folder / LAST).unlink(missing_ok=True)
 
 
