@@ -89,6 +89,9 @@ class StageRecipe:
 
     ``epochs`` of ``None`` means "take the run's value", so the uniform protocol can fix it for
     every method; an empty runner, loss or optimizer is the default a plugin names for that kind.
+    ``data`` says what the stage trains on: ``target`` (the task's training split), ``chain`` (one
+    stage per ``--chain`` dataset, in order, named ``<name>:<dataset>``) or ``merged`` (the training
+    split and every chain dataset pooled); see ``docs/chains.md``.
     """
 
     name: str = "train"
@@ -99,8 +102,10 @@ class StageRecipe:
     sampler: Ref | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     epochs: int | None = None
+    data: str = "target"  # target | chain | merged
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {} if self.data == "target" else {"data": self.data}  # older records keep their shape
         return {
             "name": self.name,
             "runner": self.runner,
@@ -110,6 +115,7 @@ class StageRecipe:
             "sampler": self.sampler.to_dict() if self.sampler else None,
             "options": dict(self.options),
             "epochs": self.epochs,
+            **extra,
         }
 
 

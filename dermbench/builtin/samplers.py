@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dermbench.components import Component
+from dermbench.errors import ConfigError
 from dermbench.hookspecs import hookimpl
 from dermbench.plugins.contract import OptimContext
 
@@ -38,6 +39,66 @@ def make_balanced(options: BalancedOptions, labels: np.ndarray, ctx: OptimContex
     return ClassBalancedSampler(labels, options.power)
 
 
+@dataclass(frozen=True)
+class StratifiedOptions:
+    max_epoch_images: int = 0  # images per epoch at most (0: as many as the stage's training set)
+
+
+class ClassStratifiedSampler:
+    """Batches that each hold every class of the training set (Nedelcu et al., Section III-D: the
+    batch size equals the number of classes, one image of each; a larger batch holds
+    ``batch // K`` of each class, the remainder drawn from classes picked at random).
+
+    An epoch has ``ceil(N / batch)`` full batches, N the images (or ``max_epoch_images``), so a rare
+    class is oversampled and a common one undersampled. Within a class, images are taken in a fresh
+    random order and start over only when all were used.
+    """
+
+    def __init__(self, labels: np.ndarray, batch_size: int, max_epoch_images: int = 0) -> None:
+        self.labels = np.asarray(labels)
+        self.classes = np.flatnonzero(np.bincount(self.labels))
+        if batch_size < len(self.classes):
+            raise ConfigError(
+                f"sampler class_stratified: a batch of {batch_size} cannot hold all {len(self.classes)} classes "
+                f"of the training set; set --batch-size to at least {len(self.classes)}"
+            )
+        self.batch = batch_size
+        n = len(self.labels) if max_epoch_images <= 0 else min(len(self.labels), max_epoch_images)
+        self.batches = -(-n // batch_size)
+
+    def epoch_indices(self, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        k = len(self.classes)
+        per_class = np.zeros((self.batches, k), dtype=np.int64) + self.batch // k
+        for row in per_class:  # the remainder of each batch: distinct classes picked at random
+            row[rng.choice(k, size=self.batch % k, replace=False)] += 1
+        draws = [self._draw(rng, c, int(per_class[:, j].sum())) for j, c in enumerate(self.classes)]
+        used = np.zeros(k, dtype=np.int64)
+        order = []
+        for row in per_class:
+            batch = []
+            for j, m in enumerate(row):
+                batch.extend(draws[j][used[j] : used[j] + m])
+                used[j] += m
+            order.extend(rng.permutation(batch))
+        return np.asarray(order, dtype=np.int64)
+
+    def _draw(self, rng: np.random.Generator, cls: int, m: int) -> np.ndarray:
+        members = np.flatnonzero(self.labels == cls)
+        rounds = -(-m // len(members))
+        return np.concatenate([rng.permutation(members) for _ in range(rounds)])[:m]
+
+
+def make_stratified(
+    options: StratifiedOptions, labels: np.ndarray, ctx: OptimContext
+) -> ClassStratifiedSampler:
+    if ctx.batch_size < 1:
+        raise ConfigError(
+            "sampler class_stratified needs the batch size, which this stage runner did not give"
+        )
+    return ClassStratifiedSampler(labels, ctx.batch_size, options.max_epoch_images)
+
+
 @hookimpl
 def dermbench_register_samplers(register):
     register(
@@ -46,5 +107,14 @@ def dermbench_register_samplers(register):
             make_balanced,
             "Class-balanced sampling with replacement (weight n_c^-power)",
             options=BalancedOptions,
+        )
+    )
+    register(
+        Component(
+            "class_stratified",
+            make_stratified,
+            "Batches that each hold every class (batch >= K), rare classes oversampled",
+            options=StratifiedOptions,
+            paper="Nedelcu et al., Challenges on Real-World Skin Lesion Classification (Section III-D)",
         )
     )

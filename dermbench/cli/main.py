@@ -32,7 +32,8 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         {"type": int, "metavar": "PATIENCE", "help": "stop after PATIENCE epochs without improvement"},
     ),
     ("--select", {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy"}),
-    ("--augment", {"help": "none | flips | standard"}),
+    ("--augment", {"help": "none | flips | standard | affine_brightness"}),
+    ("--resize", {"help": "how images are squashed to --image-size: bilinear (default) | nearest"}),
     ("--sampler", {"help": "training sampler, e.g. balanced (default: the method's, else shuffling)"}),
     ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),
     ("--ensemble", {"help": "none | cvK: K-fold cross-validation ensemble over train + val (e.g. cv3)"}),
@@ -60,6 +61,13 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="NAME=PATH",
         help="unlabelled images for a pretraining stage, besides the training split (repeatable)",
+    )
+    p.add_argument(
+        "--chain",
+        action="append",
+        metavar="NAME=PATH",
+        help="a labelled source dataset a chain method trains on first, in order (repeatable; "
+        "ALIAS:ADAPTER=PATH to use one adapter twice); see docs/chains.md",
     )
     p.add_argument(
         "--opt", action="append", metavar="SLOT.NAME=VALUE", help="component option, e.g. loss.gamma=2"
@@ -93,6 +101,8 @@ def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
         out["test_data"] = parse_assignments(args.test_data, "--test-data")
     if getattr(args, "pretrain_data", None):
         out["pretrain_data"] = parse_assignments(args.pretrain_data, "--pretrain-data")
+    if getattr(args, "chain", None):
+        out["chain"] = tuple(args.chain)
     if args.opt:
         out["options"] = parse_assignments(args.opt, "--opt")
     return out

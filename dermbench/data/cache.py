@@ -10,7 +10,8 @@ that failed to decode are recorded beside each shard, so a cached failure is rep
 like a fresh one.
 
 Resize policy: the whole image is squashed to ``size x size`` (aspect ratio not kept) with
-bilinear interpolation and antialiasing (Pillow's ``resize`` widens the filter when shrinking).
+bilinear interpolation and antialiasing (Pillow's ``resize`` widens the filter when shrinking), or,
+with ``resize="nearest"``, nearest-neighbour sampling (a paper protocol that resized so).
 Squashing keeps the entire lesion in view for any aspect ratio; a centre crop could cut a
 border-touching lesion. Augmentations that crop work on the cached square.
 """
@@ -32,6 +33,8 @@ from dermbench.data.records import DatasetRecords
 from dermbench.errors import DataError
 
 RESIZE_POLICY = "squash-bilinear-antialias-v1"
+RESIZE_POLICIES = {"bilinear": RESIZE_POLICY, "nearest": "squash-nearest-v1"}
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
 SHARD = 1024
 PROGRESS_MIN = 256  # show a progress bar only when at least this many images need decoding
 
@@ -42,11 +45,12 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dermbench"
 
 
-def cache_key(records: DatasetRecords, size: int) -> str:
-    return hashlib.sha256(f"{records.identity}\0{size}\0{RESIZE_POLICY}".encode()).hexdigest()[:32]
+def cache_key(records: DatasetRecords, size: int, resize: str = "bilinear") -> str:
+    policy = RESIZE_POLICIES[resize]
+    return hashlib.sha256(f"{records.identity}\0{size}\0{policy}".encode()).hexdigest()[:32]
 
 
-def decode(records: DatasetRecords, row: int, size: int) -> np.ndarray:
+def decode(records: DatasetRecords, row: int, size: int, resize: str = "bilinear") -> np.ndarray:
     """One image as a ``(size, size, 3)`` uint8 array; failures are DataErrors naming the file."""
     try:
         img = records.read_image(row)
@@ -58,7 +62,7 @@ def decode(records: DatasetRecords, row: int, size: int) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
+        img = img.resize((size, size), _RESAMPLE[resize])
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -83,14 +87,14 @@ def _write_atomic(path: Path, write) -> None:
             tmp.unlink()
 
 
-def _decode_shard(records: DatasetRecords, shard: int, size: int, folder: Path, bar) -> None:
+def _decode_shard(records: DatasetRecords, shard: int, size: int, folder: Path, bar, resize: str) -> None:
     lo, hi = shard * SHARD, min((shard + 1) * SHARD, len(records))
     out = np.zeros((hi - lo, size, size, 3), dtype=np.uint8)
     errors: dict[str, str] = {}
 
     def one(row: int) -> None:
         try:
-            out[row - lo] = decode(records, row, size)
+            out[row - lo] = decode(records, row, size, resize)
         except DataError as exc:
             errors[str(row)] = str(exc)
         if bar is not None:
@@ -122,6 +126,7 @@ def load_images(
     cache_dir: Path | None = None,
     skip_bad: bool = False,
     progress: bool = True,
+    resize: str = "bilinear",
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """The images of ``rows`` (record positions) at ``size``, decoded at most once ever.
 
@@ -132,20 +137,21 @@ def load_images(
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     if len(rows) and (rows.min() < 0 or rows.max() >= len(records)):
         raise DataError(f"{records.name}: row positions outside 0..{len(records) - 1}")
-    folder = Path(cache_dir or default_cache_dir()) / "images" / cache_key(records, size)
+    folder = Path(cache_dir or default_cache_dir()) / "images" / cache_key(records, size, resize)
     folder.mkdir(parents=True, exist_ok=True)
     shards = np.unique(rows // SHARD) if len(rows) else np.array([], dtype=np.int64)
     todo = [int(s) for s in shards if not (folder / f"shard-{s:05d}.npy").is_file()]
     if todo:
         meta = {"dataset": records.name, "path": records.path, "rows": len(records), "size": size}
         _write_atomic(
-            folder / "meta.json", lambda p: p.write_text(json.dumps({**meta, "policy": RESIZE_POLICY}))
+            folder / "meta.json",
+            lambda p: p.write_text(json.dumps({**meta, "policy": RESIZE_POLICIES[resize]})),
         )
         total = sum(min((s + 1) * SHARD, len(records)) - s * SHARD for s in todo)
         bar = _progress(total, progress, records.name)
         try:
             for s in todo:
-                _decode_shard(records, s, size, folder, bar)
+                _decode_shard(records, s, size, folder, bar, resize)
         finally:
             if bar is not None:
                 bar.close()

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from dermbench.data.cache import default_cache_dir, load_images
+from dermbench.data.chain import ChainSource, check_adapters, held_out_ids, parse_chain, pixel_hashes, raw_ids
 from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData, concat_splits
 from dermbench.data.split_file import read_split_file
@@ -36,6 +37,7 @@ class PreparedData:
     synthetic: bool
     extra: dict[str, Any] = field(default_factory=dict)
     unlabelled: SplitData | None = None  # --pretrain-data images: no labels, no held-out lesion
+    sources: list[SplitData] = field(default_factory=list)  # --chain datasets, in order, none held out
 
 
 def available_memory() -> int:
@@ -66,10 +68,11 @@ def cache_dir_for(cfg: RunConfig) -> Path:
 
 
 def mapped_source(
-    name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any
+    name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, options_name: str = ""
 ) -> tuple[DatasetRecords, pd.DataFrame, dict[str, int]]:
-    """A dataset's records and the rows the task maps (with ``y``), before any image is decoded."""
-    opts = cfg.component_options(f"data.{name}")
+    """A dataset's records and the rows the task maps (with ``y``), before any image is decoded;
+    its options are ``--opt data.<options_name or name>.*``."""
+    opts = cfg.component_options(f"data.{options_name or name}")
     if path is None:
         opts = {
             "label_source": task.synthetic_source,
@@ -90,7 +93,7 @@ def decode_rows(
     check_decoded_size(len(frame), cfg.image_size, where)
     images, kept_rows, skipped = load_images(
         records, frame["row"].to_numpy(), cfg.image_size, cache_dir_for(cfg),
-        skip_bad=cfg.skip_bad_images, progress=progress,
+        skip_bad=cfg.skip_bad_images, progress=progress, resize=cfg.resize,
     )  # fmt: skip
     return frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True), images, skipped
 
@@ -106,9 +109,7 @@ def _load_source(
     if any(g in SKIN_TONE_SCHEMES for g in cfg.groups):
         if "ita" in frame.columns:  # a generator's true tone, kept apart from the measured one
             frame = frame.rename(columns={"ita": "ita_true"})
-        frame["ita"] = ita_column(
-            np.asarray(images), f"{records.identity}|{cfg.image_size}|{len(frame)}", cache_dir_for(cfg)
-        )
+        frame["ita"] = ita_column(np.asarray(images), _ita_key(records, cfg, len(frame)), cache_dir_for(cfg))
     info = {
         "name": name,
         "path": path,
@@ -120,6 +121,11 @@ def _load_source(
         "synthetic": records.synthetic,
     }
     return frame, np.asarray(images), info, records.synthetic
+
+
+def _ita_key(records: DatasetRecords, cfg: RunConfig, n: int) -> str:
+    key = f"{records.identity}|{cfg.image_size}|{n}"
+    return key if cfg.resize == "bilinear" else f"{key}|{cfg.resize}"
 
 
 def _load_unlabelled(
@@ -188,6 +194,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         key = f"external:{name}"
         splits[key] = _split(key, ext_frame, ext_images, np.arange(len(ext_frame)))
     unlabelled = load_unlabelled(cfg, registries, splits, infos, progress)
+    sources = load_chain(cfg, task, registries, splits, infos, progress)
     info = {
         "synthetic": synthetic,
         "image_size": cfg.image_size,
@@ -195,7 +202,63 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         "split_protocol": _protocol(cfg, official),
         "splits": {name: describe_split(s, task) for name, s in splits.items()},
     }
-    return PreparedData(splits=splits, info=info, synthetic=synthetic, unlabelled=unlabelled)
+    return PreparedData(splits=splits, info=info, synthetic=synthetic, unlabelled=unlabelled, sources=sources)
+
+
+def load_chain(
+    cfg: RunConfig, task: Task, registries: Any, splits: dict[str, SplitData], infos: list, progress: bool
+) -> list[SplitData]:
+    """The ``--chain`` datasets in order, labels mapped into the task, held-out images removed."""
+    chain = parse_chain(cfg.chain, dict(cfg.data))
+    if not chain:
+        return []
+    check_adapters(chain, registries)
+    held = [s for n, s in splits.items() if n != "train"]
+    held_frame = pd.concat([s.frame for s in held], ignore_index=True)
+    held_pixels = {h for s in held for h in pixel_hashes(s.images.numpy())}
+    out = []
+    for position, src in enumerate(chain, start=1):
+        split, info = _load_chain_source(
+            src, position, cfg, task, registries, held_frame, held_pixels, progress
+        )
+        out.append(split)
+        infos.append(info)
+    return out
+
+
+def _load_chain_source(
+    src: ChainSource, position: int, cfg: RunConfig, task: Task, registries: Any,
+    held_frame: pd.DataFrame, held_pixels: set[str], progress: bool,
+) -> tuple[SplitData, dict[str, Any]]:  # fmt: skip
+    records, frame, dropped = mapped_source(src.adapter, src.path, cfg, task, registries, src.name)
+    if len(frame) == 0:
+        raise ConfigError(
+            f"--chain {src.spec}: no image of dataset {src.name!r} maps into task {task.name!r} "
+            f"(its labels, {records.label_source}: {', '.join(sorted(dropped)) or 'none'})"
+        )
+    by_id = raw_ids(frame).isin(held_out_ids(held_frame)).to_numpy()
+    frame = frame.loc[~by_id].reset_index(drop=True)
+    frame, images, skipped = decode_rows(records, frame, cfg, f"--chain {src.spec}", progress)
+    by_pixels = np.array([h in held_pixels for h in pixel_hashes(images)], dtype=bool)
+    keep = np.flatnonzero(~by_pixels)
+    frame = frame.iloc[keep].reset_index(drop=True)
+    if len(frame) == 0:
+        raise ConfigError(
+            f"--chain {src.spec}: every mapped image is a validation or test image of the target"
+        )
+    frame["image_id"] = f"{src.name}:" + frame["image_id"].astype(str)
+    frame["group"] = f"{src.name}:" + frame["group"].astype(str)
+    frame["dataset"] = src.name
+    split = _split(f"source:{src.name}", frame, np.asarray(images)[keep], np.arange(len(frame)))
+    info = {
+        "name": src.name, "adapter": src.adapter, "path": src.path, "role": "chain-source",
+        "position": position, "n_records": len(records), "n_used": len(frame),
+        "label_source": records.label_source, "dropped_unmapped": dropped,
+        "removed_held_out": {"by_id": int(by_id.sum()), "by_pixels": int(by_pixels.sum())},
+        "class_counts": describe_split(split, task)["class_counts"],
+        "skipped_images": skipped, "synthetic": records.synthetic,
+    }  # fmt: skip
+    return split, info
 
 
 def combine_sources(frames: list[pd.DataFrame], task: Task, paths: list) -> pd.DataFrame:

@@ -64,6 +64,7 @@ class OptimContext:
     weight_decay: float | None
     epochs: int
     steps_per_epoch: int
+    batch_size: int = 0  # images per batch (0: unknown); a sampler that builds batches needs it
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from typing import Any
 from dermbench.components import Method
 from dermbench.errors import ConfigError
 from dermbench.plugins.options import build_options
+from dermbench.data.cache import RESIZE_POLICIES
+from dermbench.data.chain import parse_chain
 from dermbench.predict.tta import VIEWS as TTA_VIEWS
 from dermbench.stages.augment import POLICIES as AUGMENT_POLICIES
 from dermbench.stages.selection import MODES as SELECT_MODES
@@ -57,6 +59,7 @@ class RunConfig:
     data: Mapping[str, str] = field(default_factory=dict)  # adapter name -> path; empty = synthetic
     test_data: Mapping[str, str] = field(default_factory=dict)  # extra external test sets
     pretrain_data: Mapping[str, str] = field(default_factory=dict)  # unlabelled sets for pretraining
+    chain: tuple[str, ...] = ()  # labelled source datasets, in order: "NAME=PATH" (dermbench.data.chain)
     seed: int = 0  # training seed
     split_seed: int = 0  # split seed, fixed across training seeds so methods share one split
     split_file: str | None = None  # a split file (dermbench splits export) used instead of the seed
@@ -69,7 +72,8 @@ class RunConfig:
     weight_decay: float | None = None
     early_stopping: int | None = None  # patience in epochs on the selection metric
     select: str = "last"  # checkpoint scored: last | val_macro_f1 | val_loss | val_accuracy
-    augment: str = "flips"  # none | flips | standard
+    augment: str = "flips"  # none | flips | standard | affine_brightness
+    resize: str = "bilinear"  # how images are squashed to image_size: bilinear | nearest
     sampler: str = ""  # a registered sampler (e.g. balanced); empty: the method's, else shuffling
     synthetic_n: int = 1500
     ensemble: str = "none"  # none | cvK: K models from lesion-grouped K-fold CV over train + val
@@ -93,6 +97,7 @@ class RunConfig:
         d["pretrain_data"] = dict(self.pretrain_data)
         d["options"] = dict(self.options)
         d["groups"] = list(self.groups)
+        d["chain"] = list(self.chain)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -104,6 +109,12 @@ class RunConfig:
         d["pretrain_data"] = {k: str(Path(v).resolve()) for k, v in self.pretrain_data.items()}
         if not d["pretrain_data"]:
             del d["pretrain_data"]  # runs made before the setting existed keep their identity
+        if d["chain"]:
+            d["chain"] = [_resolved_chain_item(item) for item in d["chain"]]
+        else:
+            del d["chain"]
+        if d["resize"] == "bilinear":
+            del d["resize"]
         if d["split_file"] is None:
             del d["split_file"]
         else:
@@ -122,6 +133,11 @@ class RunConfig:
         """Option overrides for one component slot, e.g. ``prefix="loss"``."""
         head = prefix + "."
         return {k[len(head) :]: v for k, v in self.options.items() if k.startswith(head)}
+
+
+def _resolved_chain_item(item: str) -> str:
+    head, sep, path = item.partition("=")
+    return f"{head}={Path(path).resolve()}" if sep else head
 
 
 FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
@@ -237,9 +253,11 @@ def validate(cfg: RunConfig) -> None:
         ("select", cfg.select, tuple(SELECT_MODES)),
         ("augment", cfg.augment, AUGMENT_POLICIES),
         ("tta", cfg.tta, tuple(TTA_VIEWS)),
+        ("resize", cfg.resize, tuple(RESIZE_POLICIES)),
     ):
         if value not in allowed:
             raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")
+    parse_chain(cfg.chain, dict(cfg.data))
     for key in cfg.options:
         if "." not in key:
             raise ConfigError(f"option {key!r}: expected SLOT.NAME, e.g. loss.gamma or optimizer.lr")

@@ -25,6 +25,7 @@ from dermbench.plugins.contract import StageContext, StageResult
 from dermbench.predict.logits import build_predictor, predict_probs
 from dermbench.predict.tta import make_tta_predictor
 from dermbench.run.config import RunConfig
+from dermbench.run.stage_plan import PlannedStage, plan_stages, stage_summary, uses_chain
 from dermbench.stages.checkpoints import (
     FINAL,
     LAST,
@@ -52,6 +53,7 @@ class FitContext:
     log: Callable[..., Any] = print
     on_row: Callable[[dict], None] = lambda row: None
     unlabelled: SplitData | None = None  # --pretrain-data images, for pretraining stages
+    sources: list[SplitData] = field(default_factory=list)  # --chain datasets, in order
     histories: list[list[dict]] = field(default_factory=list)  # one per fold, live: the record reads it
     resolved: list[dict] = field(default_factory=list)  # each stage's settings as used (first fold)
     earlier_resolved: list[dict] = field(default_factory=list)  # from the interrupted run, on resume
@@ -90,6 +92,14 @@ def _resume_state(fc: FitContext, ckpt: Path, history: list[dict]) -> dict | Non
     return state
 
 
+def _label_rows(rows: list[dict], plan: list[PlannedStage]) -> None:
+    """Each history row says which dataset its stage trained on."""
+    by_stage = {p.recipe.name: p.dataset for p in plan}
+    for row in rows:
+        if row.get("stage") in by_stage:
+            row.setdefault("dataset", by_stage[row["stage"]])
+
+
 def _skip_stage(i: int, state: dict | None) -> bool:
     """A stage already finished before the run was killed is not run again."""
     return state is not None and (
@@ -102,8 +112,10 @@ def fit_one(
 ) -> tuple[torch.nn.Module, Any]:
     """Build a model and run the method's stages on it, resuming from its checkpoints if asked."""
     ckpt = fold_dir(fc.checkpoint_dir, fold)
+    plan = plan_stages(fc.method, train, fc.sources)
     fc.histories.append(history)
     state = _resume_state(fc, ckpt, history)
+    _label_rows(history, plan)
     seed = fc.cfg.seed if fold is None else fc.cfg.seed * 100 + fold
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -114,6 +126,7 @@ def fit_one(
     def on_epoch_end(row: dict) -> None:
         if fold is not None:
             row["fold"] = fold
+        _label_rows([row], plan)
         history.append(row)
         fc.on_row(row)
 
@@ -123,7 +136,8 @@ def fit_one(
         on_epoch_end=on_epoch_end, progress=fc.progress, unlabelled=fc.unlabelled,
     )  # fmt: skip
     best_epoch = None
-    for i, recipe in enumerate(fc.method.stages):
+    for i, stage in enumerate(plan):
+        recipe = stage.recipe
         if _skip_stage(i, state):
             _carry_resolved(fc, recipe.name, fold)
             if i == state["stage_index"]:
@@ -131,15 +145,22 @@ def fit_one(
                 best_epoch = state["best_epoch"] or state["epoch"]
             continue
         own = state if state is not None and i == state["stage_index"] else None
-        ctx = replace(fold_ctx, recipe=recipe, stage_index=i, history=tuple(history), resume_state=own)
+        ctx = replace(
+            fold_ctx,
+            recipe=recipe,
+            stage_index=i,
+            train=stage.train,
+            history=tuple(history),
+            resume_state=own,
+        )
         result = run_stage(fc, ctx)
         best_epoch = result.best_epoch
-        if fold in (None, 0) and result.resolved:
-            fc.resolved.append(dict(result.resolved))
+        if fold in (None, 0):
+            fc.resolved.append({**stage_summary(stage, fc.task), **dict(result.resolved)})
     for row in history:
         if fold is not None:
             row["fold"] = fold
-    _load_selected_after_resume(fc, model, ckpt, state)
+    _load_selected_after_resume(fc, model, ckpt, state, len(plan) - 1)
     return model, best_epoch
 
 
@@ -156,7 +177,7 @@ def stage_values(cfg: RunConfig, method: Method, recipe: Any) -> tuple[dict[str,
                 f"option stage.{key}: method {method.name!r} has no stage {head!r} (its stages: {', '.join(names)})"
             )
     values = {**recipe.options, **{k: v for k, v in given.items() if "." not in k}}
-    values.update(cfg.component_options(f"stage.{recipe.name}"))
+    values.update(cfg.component_options(f"stage.{recipe.name.split(':', 1)[0]}"))  # source:ham10000 -> source
     epochs = values.pop("epochs", None)
     if epochs is None:
         return values, recipe.epochs
@@ -186,10 +207,9 @@ def run_stage(fc: FitContext, ctx: StageContext) -> StageResult:
 
 
 def _load_selected_after_resume(
-    fc: FitContext, model: torch.nn.Module, ckpt: Path, state: dict | None
+    fc: FitContext, model: torch.nn.Module, ckpt: Path, state: dict | None, last: int
 ) -> None:
     """A run resumed after its last stage finished still scores the selected epoch."""
-    last = len(fc.method.stages) - 1
     if state is None or state["stage_index"] != last or not state["stage_done"] or fc.cfg.select == "last":
         return
     best = ckpt / best_name(last)
@@ -213,6 +233,12 @@ def predict_split(fc: FitContext, model: torch.nn.Module, images: torch.Tensor, 
     return predict_probs(model, images, fc.cfg.batch_size, fc.device, predictor)
 
 
+def warn_unused_chain(fc: FitContext) -> None:
+    """``--chain`` datasets that no stage of the method trains on are said, not silently dropped."""
+    if fc.sources and not uses_chain(fc.method):
+        fc.log(f"warning: --chain was given but method {fc.method.name!r} trains on the target's data alone")
+
+
 def warn_unused_unlabelled(fc: FitContext) -> None:
     """``--pretrain-data`` that no stage read is said, not silently dropped."""
     if fc.unlabelled is None:
@@ -225,6 +251,7 @@ def fit_and_predict(fc: FitContext, data: PreparedData) -> Fitted:
     """One model on train (scored on val), or a K-fold ensemble over train + val (scored out of fold)."""
     k = ensemble_folds(fc.cfg.ensemble)
     predictor = run_predictor(fc)  # built once, and before training: a bad one fails at once
+    warn_unused_chain(fc)
     fitted = _fit(fc, data, k, predictor)
     warn_unused_unlabelled(fc)
     return fitted

@@ -231,7 +231,8 @@ def train_and_score(
     on_row = epoch_logger(record, record_path, histories, plugins, progress, log)
     fc = FitContext(
         cfg, task, method, reg, device, run_dir / CHECKPOINTS, resume, progress, log, on_row,
-        unlabelled=data.unlabelled, histories=histories, resolved=stages, earlier_resolved=earlier,
+        unlabelled=data.unlabelled, sources=data.sources, histories=histories, resolved=stages,
+        earlier_resolved=earlier,
     )  # fmt: skip
     fitted = fit_and_predict(fc, data)
     models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")

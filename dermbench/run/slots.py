@@ -48,6 +48,10 @@ def used_slots(cfg: RunConfig, task: Task, method: Method, registries: Any) -> d
     datasets = {**cfg.data, **cfg.test_data, **cfg.pretrain_data} or {registries.default_of("datasets"): None}
     for name in datasets:
         slots[f"data.{name}"] = [Ref(name)]
+    from dermbench.data.chain import parse_chain
+
+    for src in parse_chain(cfg.chain, dict(cfg.data)):
+        slots[f"data.{src.name}"] = [Ref(src.adapter)]
     return slots
 
 

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("none", "flips", "standard")
+POLICIES = ("none", "flips", "standard", "affine_brightness")
 
 
 def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
@@ -21,10 +21,16 @@ def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
     ``flips``: horizontal and vertical flips and right-angle rotations (a lesion has no up);
     ``standard``: flips plus a random rotation of up to +-30 degrees (reflection padding),
     brightness/contrast/saturation jitter of +-20% and random erasing of one rectangle with
-    probability 0.25.
+    probability 0.25;
+    ``affine_brightness``: the list of Nedelcu et al. (Section III-D), in the usual image-generator
+    reading: rotation by 1-30 degrees either way, horizontal flip, zoom by a factor in [0.8, 1.2],
+    width shift of up to 10%, edges filled with the nearest pixel, and brightness scaled by a factor
+    in [0.2, 0.8] as printed (so every training image is darkened).
     """
     if policy == "none":
         return x
+    if policy == "affine_brightness":
+        return affine_brightness(x, gen)
     n = x.shape[0]
     rnd = torch.rand(n, 6, generator=gen).to(x.device)
     x = flips(x, rnd[:, :3])
@@ -75,3 +81,20 @@ def random_erase(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tenso
         top, left = int((h - eh) * r[i, 3]), int((w - ew) * r[i, 4])
         out[i, :, top : top + eh, left : left + ew] = 0.5
     return out
+
+
+def affine_brightness(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    r = torch.rand(n, 6, generator=gen)
+    angle = torch.where(r[:, 0] < 0.5, -1.0, 1.0) * torch.deg2rad(1 + 29 * r[:, 1])
+    zoom = 1 + (r[:, 2] * 2 - 1) * 0.2
+    shift = (r[:, 3] * 2 - 1) * 0.1 * 2  # grid units: the image spans [-1, 1]
+    flip = torch.where(r[:, 4] < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, shift], 1), torch.stack([sin * flip, cos, torch.zeros(n)], 1)], 1
+    )
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    brightness = (0.2 + 0.6 * r[:, 5]).view(n, 1, 1, 1).to(x.device, x.dtype)
+    return (out * brightness).clamp(0, 1)

@@ -46,6 +46,19 @@ class SupervisedOptions:
         metadata={"help": "with freeze=backbone: the last N feature stages train too (0: none)"},
     )
     grad_clip: float | None = None
+    unfreeze_every: int = field(
+        default=0,
+        metadata={
+            "help": "frozen-block schedule: the head alone, then one more block from the top every N epochs (0: off)"
+        },
+    )
+    blocks: str = field(
+        default="auto",
+        metadata={"help": "block map of the schedule: auto | stages | MODULE[+MODULE],... top first"},
+    )
+    reset_head: bool = field(
+        default=False, metadata={"help": "re-initialise the classifier when the stage starts"}
+    )
     batch_transform: str = field(default="", metadata={"help": "a batch transform, e.g. mixup or cutmix"})
 
 

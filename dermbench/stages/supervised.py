@@ -26,7 +26,8 @@ from torch import nn
 from dermbench.components import Ref
 from dermbench.data.split_data import SplitData
 from dermbench.errors import ConfigError, TrainingError
-from dermbench.models.parts import classifier_param_ids, trainable_last_stages
+from dermbench.models.blocks import Block, block_map, freeze_frozen_norms, set_trainable, trainable_at
+from dermbench.models.parts import classifier_module, classifier_param_ids, trainable_last_stages
 from dermbench.plugins.contract import BatchContext, LossContext, OptimContext, StageContext, StageResult
 from dermbench.plugins.options import options_to_dict
 from dermbench.predict.logits import predict_logits
@@ -49,6 +50,7 @@ class Trainables:
     sampler: Any | None
     batch_transform: Any | None
     resolved: dict = field(default_factory=dict)  # the values used, for the run record
+    blocks: list[Block] | None = None  # the frozen-block schedule's map, head first; None: no schedule
 
 
 def class_counts(y: np.ndarray, k: int) -> list[int]:
@@ -70,6 +72,10 @@ def param_groups(model: nn.Module, opts: SupervisedOptions, lr: float) -> list[d
         )
     if opts.train_last_stages and opts.freeze != "backbone":
         raise ConfigError("stage option train_last_stages needs freeze=backbone (it unfreezes stages of it)")
+    if opts.unfreeze_every and (opts.freeze != "none" or opts.train_last_stages):
+        raise ConfigError(
+            "stage option unfreeze_every sets what trains itself: leave freeze=none, train_last_stages=0"
+        )
     if opts.freeze == "none":  # a frozen earlier stage must not leave its freeze behind
         for p in model.parameters():
             p.requires_grad_(True)
@@ -104,7 +110,7 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
     loss_opts = reg.losses.get(loss_ref.name).make_options(_slot(loss_ref, cfg, "loss"))
     loss_fn = reg.losses.call(loss_ref.name, loss_opts, lctx).to(ctx.device)
     steps = math.ceil(len(ctx.train) / cfg.batch_size)
-    octx = OptimContext(cfg.lr, cfg.weight_decay, recipe.epochs or cfg.epochs, steps)
+    octx = OptimContext(cfg.lr, cfg.weight_decay, recipe.epochs or cfg.epochs, steps, cfg.batch_size)
     opt_ref = recipe.optimizer or Ref(reg.default_of("optimizers"))
     opt_opts = reg.optimizers.get(opt_ref.name).make_options(_slot(opt_ref, cfg, "optimizer"))
     groups = param_groups(ctx.model, options, cfg.lr if cfg.lr is not None else opt_opts.lr)
@@ -115,6 +121,7 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
         scheduler = reg.schedulers.build(recipe.scheduler.name, values, optimizer, octx)
     sampler_ref = Ref(cfg.sampler) if cfg.sampler else recipe.sampler
     sampler = None
+    blocks = block_map(ctx.model, cfg.model, options.blocks) if options.unfreeze_every else None
     if sampler_ref is not None:
         sampler = reg.samplers.build(sampler_ref.name, _slot(sampler_ref, cfg, "sampler"), ctx.train.y, octx)
     mixer = None
@@ -129,7 +136,9 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
         "optimizer": {"name": opt_ref.name, "options": options_to_dict(opt_opts)},
         "batch_transform": options.batch_transform or None,
     }
-    return Trainables(loss_fn, optimizer, scheduler, sampler, mixer, resolved)
+    if blocks is not None:
+        resolved["blocks"] = {"unfreeze_every": options.unfreeze_every, "top_first": [b.name for b in blocks]}
+    return Trainables(loss_fn, optimizer, scheduler, sampler, mixer, resolved, blocks)
 
 
 # --- restore, train, validate, save -----------------------------------------------------------
@@ -170,6 +179,8 @@ def train_one_epoch(
     gen = torch.Generator().manual_seed(seed)
     order = _epoch_order(parts, len(ctx.train), seed)
     model.train()
+    if parts.blocks is not None:
+        freeze_frozen_norms(model)
     if hasattr(parts.optimizer, "train"):
         parts.optimizer.train()
     tot_loss, preds, targets = torch.zeros((), device=device), [], []  # summed on the device: no host sync
@@ -246,6 +257,8 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
     """Train ``ctx.model`` on ``ctx.train`` for the stage's epochs, validating every epoch."""
     cfg, recipe = ctx.cfg, ctx.recipe
     epochs = recipe.epochs or cfg.epochs
+    if options.reset_head and ctx.resume_state is None:
+        reset_classifier(ctx.model, epoch_seed(ctx.seed, ctx.stage_index, 0))
     parts = build_trainables(options, ctx)
     selection = Selection(cfg.select, cfg.early_stopping)
     start = restore(ctx, parts, selection)
@@ -253,6 +266,7 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
     for epoch in range(start, epochs + 1):
         t0 = time.time()
         seed = epoch_seed(ctx.seed, ctx.stage_index, epoch)
+        schedule = apply_schedule(ctx.model, parts, options, epoch)
         train = train_one_epoch(options, ctx, parts, seed, f"{recipe.name} epoch {epoch}/{epochs}")
         if parts.scheduler is not None:
             parts.scheduler.step()
@@ -261,7 +275,7 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
         if not math.isfinite(train["loss"]):
             raise TrainingError(f"training loss is {train['loss']} in epoch {epoch}: lower the learning rate")
         val = validate(ctx.model, ctx.val, parts.loss_fn, cfg.batch_size * 2, ctx.device)
-        row = _history_row(recipe.name, epoch, train, val, parts.optimizer, t0)
+        row = {**_history_row(recipe.name, epoch, train, val, parts.optimizer, t0), **schedule}
         if selection.update(row, epoch):
             atomic_save(
                 {"model": ctx.model.state_dict(), "epoch": epoch},
@@ -276,6 +290,22 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
             break
     result = _finish(ctx, selection, history, new_rows, stopped_early=epoch < epochs if new_rows else False)
     return replace(result, resolved=parts.resolved)
+
+
+def reset_classifier(model: nn.Module, seed: int) -> None:
+    """Fresh classifier weights (each layer's own initialisation), from ``seed``."""
+    torch.manual_seed(seed)
+    for module in classifier_module(model).modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+def apply_schedule(model: nn.Module, parts: Trainables, options: SupervisedOptions, epoch: int) -> dict:
+    """Under a frozen-block schedule, what trains in ``epoch``, set on the model and said in the row."""
+    if parts.blocks is None:
+        return {}
+    blocks = trainable_at(parts.blocks, epoch, options.unfreeze_every)
+    return {"trainable_blocks": [b.name for b in blocks], "trainable_params": set_trainable(model, blocks)}
 
 
 def _history_row(stage: str, epoch: int, train: dict, val: dict, optimizer: Any, t0: float) -> dict:

@@ -1,0 +1,1 @@
+"""dermbench-transfer: fine-tuning strategies across datasets (Nedelcu et al.)."""
