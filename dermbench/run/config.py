@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from dermbench.components import Method
-from dermbench.errors import ConfigError
-from dermbench.plugins.options import build_options
 from dermbench.data.cache import RESIZE_POLICIES
 from dermbench.data.chain import parse_chain
+from dermbench.errors import ConfigError
+from dermbench.plugins.options import build_options
 from dermbench.predict.tta import VIEWS as TTA_VIEWS
 from dermbench.stages.augment import POLICIES as AUGMENT_POLICIES
 from dermbench.stages.selection import MODES as SELECT_MODES
