@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dermbench.components import Component
-from dermbench.data import adapters
+from dermbench.data import adapters, atlas_adapters
 from dermbench.data.synthetic import SyntheticOptions, load_synthetic
 from dermbench.hookspecs import hookimpl
 
@@ -47,6 +47,20 @@ DATASETS = (
         "Fitzpatrick17k: CSV (md5hash, fitzpatrick_scale, label, ...) + images/<md5hash>.jpg, skin types",
         adapters.Fitzpatrick17kOptions,
         paper="Groh et al., CVPR Workshops (2021)",
+    ),
+    Component(
+        "derm7pt",
+        atlas_adapters.load_derm7pt,
+        "Derm7pt / EDRA: meta/meta.csv (diagnosis, clinic, derm) + images/, official split from the index files",
+        atlas_adapters.Derm7ptOptions,
+        paper="Kawahara et al., IEEE JBHI 23(2), 2019",
+    ),
+    Component(
+        "dermofit",
+        atlas_adapters.load_dermofit,
+        "Dermofit Image Library: <CLASS>/<id>/<id>.png for 10 classes, checked against lesionlist.txt",
+        atlas_adapters.DermofitOptions,
+        paper="Ballerini et al., Color Medical Image Analysis, Springer (2013)",
     ),
     Component(
         "manifest",

@@ -153,7 +153,10 @@ class Run:
 
     @property
     def dataset_names(self) -> tuple[str, ...]:
-        return tuple(sorted({str(d.get("name")) for d in self.record["data"]["datasets"]}))
+        """The data it is scored on: a chain's source datasets are training data, ranked together
+        with runs that did not use them."""
+        datasets = self.record["data"]["datasets"]
+        return tuple(sorted({str(d.get("name")) for d in datasets if d.get("role") != "chain-source"}))
 
     @property
     def group_key(self) -> GroupKey:
