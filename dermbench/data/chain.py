@@ -74,7 +74,7 @@ def check_adapters(sources: list[ChainSource], registries: Any) -> None:
     for src in sources:
         if src.adapter not in known:
             raise ConfigError(
-                f"--chain {src.spec}: unknown dataset {src.adapter!r} (known: {', '.join(sorted(known))})"
+                f"--chain {src.spec!r}: unknown dataset {src.adapter!r} (known: {', '.join(sorted(known))})"
             )
 
 

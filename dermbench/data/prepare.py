@@ -233,18 +233,18 @@ def _load_chain_source(
     records, frame, dropped = mapped_source(src.adapter, src.path, cfg, task, registries, src.name)
     if len(frame) == 0:
         raise ConfigError(
-            f"--chain {src.spec}: no image of dataset {src.name!r} maps into task {task.name!r} "
+            f"--chain {src.spec!r}: no image of dataset {src.name!r} maps into task {task.name!r} "
             f"(its labels, {records.label_source}: {', '.join(sorted(dropped)) or 'none'})"
         )
     by_id = raw_ids(frame).isin(held_out_ids(held_frame)).to_numpy()
     frame = frame.loc[~by_id].reset_index(drop=True)
-    frame, images, skipped = decode_rows(records, frame, cfg, f"--chain {src.spec}", progress)
+    frame, images, skipped = decode_rows(records, frame, cfg, f"--chain {src.spec!r}", progress)
     by_pixels = np.array([h in held_pixels for h in pixel_hashes(images)], dtype=bool)
     keep = np.flatnonzero(~by_pixels)
     frame = frame.iloc[keep].reset_index(drop=True)
     if len(frame) == 0:
         raise ConfigError(
-            f"--chain {src.spec}: every mapped image is a validation or test image of the target"
+            f"--chain {src.spec!r}: every mapped image is a validation or test image of the target"
         )
     frame["image_id"] = f"{src.name}:" + frame["image_id"].astype(str)
     frame["group"] = f"{src.name}:" + frame["group"].astype(str)

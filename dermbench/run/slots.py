@@ -48,9 +48,11 @@ def used_slots(cfg: RunConfig, task: Task, method: Method, registries: Any) -> d
     datasets = {**cfg.data, **cfg.test_data, **cfg.pretrain_data} or {registries.default_of("datasets"): None}
     for name in datasets:
         slots[f"data.{name}"] = [Ref(name)]
-    from dermbench.data.chain import parse_chain
+    from dermbench.data.chain import check_adapters, parse_chain
 
-    for src in parse_chain(cfg.chain, dict(cfg.data)):
+    chain = parse_chain(cfg.chain, dict(cfg.data))
+    check_adapters(chain, registries)
+    for src in chain:
         slots[f"data.{src.name}"] = [Ref(src.adapter)]
     return slots
 
