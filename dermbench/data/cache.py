@@ -119,6 +119,26 @@ def _progress(total: int, progress: bool, name: str):
     return tqdm(total=total, desc=f"decoding {name}", unit="img", leave=False)
 
 
+def _decode_missing(
+    records: DatasetRecords, shards: list[int], size: int, folder: Path, resize: str, progress: bool
+) -> None:
+    """Decode the shards not yet in the cache folder."""
+    todo = [s for s in shards if not (folder / f"shard-{s:05d}.npy").is_file()]
+    if not todo:
+        return
+    meta = {"dataset": records.name, "path": records.path, "rows": len(records), "size": size}
+    policy = RESIZE_POLICIES[resize]
+    _write_atomic(folder / "meta.json", lambda p: p.write_text(json.dumps({**meta, "policy": policy})))
+    total = sum(min((s + 1) * SHARD, len(records)) - s * SHARD for s in todo)
+    bar = _progress(total, progress, records.name)
+    try:
+        for s in todo:
+            _decode_shard(records, s, size, folder, bar, resize)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def load_images(
     records: DatasetRecords,
     rows: np.ndarray,
@@ -140,21 +160,7 @@ def load_images(
     folder = Path(cache_dir or default_cache_dir()) / "images" / cache_key(records, size, resize)
     folder.mkdir(parents=True, exist_ok=True)
     shards = np.unique(rows // SHARD) if len(rows) else np.array([], dtype=np.int64)
-    todo = [int(s) for s in shards if not (folder / f"shard-{s:05d}.npy").is_file()]
-    if todo:
-        meta = {"dataset": records.name, "path": records.path, "rows": len(records), "size": size}
-        _write_atomic(
-            folder / "meta.json",
-            lambda p: p.write_text(json.dumps({**meta, "policy": RESIZE_POLICIES[resize]})),
-        )
-        total = sum(min((s + 1) * SHARD, len(records)) - s * SHARD for s in todo)
-        bar = _progress(total, progress, records.name)
-        try:
-            for s in todo:
-                _decode_shard(records, s, size, folder, bar, resize)
-        finally:
-            if bar is not None:
-                bar.close()
+    _decode_missing(records, [int(s) for s in shards], size, folder, resize, progress)
     errors: dict[int, str] = {}
     arrays: dict[int, np.ndarray] = {}
     for s in shards:

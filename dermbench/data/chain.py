@@ -21,14 +21,12 @@ import pandas as pd
 
 from dermbench.errors import ConfigError
 
-SYNTHETIC = "synthetic"
-
 
 @dataclass(frozen=True)
 class ChainSource:
     name: str  # the dataset's name in the run (the alias, else the adapter)
     adapter: str
-    path: str | None  # None: the synthetic generator
+    path: str | None  # None: the default dataset (the generated sample), which needs none
 
     @property
     def spec(self) -> str:
@@ -47,8 +45,6 @@ def parse_chain(items: tuple[str, ...] | list[str], target: dict[str, str] | Any
         name = name.strip()
         if not name or not adapter or (sep and not path.strip()):
             raise ConfigError(f"--chain {item!r}: expected NAME=PATH or ALIAS:ADAPTER=PATH")
-        if not sep and adapter != SYNTHETIC:
-            raise ConfigError(f"--chain {item!r}: dataset {adapter!r} needs a path (NAME=PATH)")
         src = ChainSource(name, adapter, path.strip() if sep else None)
         if any(s.name == name for s in sources):
             raise ConfigError(
@@ -62,19 +58,26 @@ def parse_chain(items: tuple[str, ...] | list[str], target: dict[str, str] | Any
 
 
 def _is_target(src: ChainSource, target: dict[str, str]) -> bool:
-    if not target:  # the run trains on the generated sample
-        return src.adapter == SYNTHETIC and src.name == SYNTHETIC
     if src.name not in target or src.path is None:
         return False
     return Path(target[src.name]).resolve() == Path(src.path).resolve()
 
 
-def check_adapters(sources: list[ChainSource], registries: Any) -> None:
+def check_adapters(sources: list[ChainSource], registries: Any, target: dict[str, str]) -> None:
+    """Every adapter exists; only the default dataset (the generated sample) goes without a path,
+    and when the run trains on it, it is the target and cannot be a source under its own name."""
     known = set(registries.datasets.names())
+    default = registries.default_of("datasets")
     for src in sources:
         if src.adapter not in known:
             raise ConfigError(
                 f"--chain {src.spec!r}: unknown dataset {src.adapter!r} (known: {', '.join(sorted(known))})"
+            )
+        if src.path is None and src.adapter != default:
+            raise ConfigError(f"--chain {src.spec!r}: dataset {src.adapter!r} needs a path (NAME=PATH)")
+        if not target and src.name == default:
+            raise ConfigError(
+                f"--chain {src.spec!r}: {src.name!r} is the task's own training data (the chain's end)"
             )
 
 

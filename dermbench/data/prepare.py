@@ -212,7 +212,7 @@ def load_chain(
     chain = parse_chain(cfg.chain, dict(cfg.data))
     if not chain:
         return []
-    check_adapters(chain, registries)
+    check_adapters(chain, registries, dict(cfg.data))
     held = [s for n, s in splits.items() if n != "train"]
     held_frame = pd.concat([s.frame for s in held], ignore_index=True)
     held_pixels = {h for s in held for h in pixel_hashes(s.images.numpy())}

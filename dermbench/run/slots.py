@@ -51,7 +51,7 @@ def used_slots(cfg: RunConfig, task: Task, method: Method, registries: Any) -> d
     from dermbench.data.chain import check_adapters, parse_chain
 
     chain = parse_chain(cfg.chain, dict(cfg.data))
-    check_adapters(chain, registries)
+    check_adapters(chain, registries, dict(cfg.data))
     for src in chain:
         slots[f"data.{src.name}"] = [Ref(src.adapter)]
     return slots
