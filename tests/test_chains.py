@@ -61,6 +61,11 @@ def test_a_chain_of_three_datasets_runs_in_order_on_the_synthetic_sample(tmp_pat
         assert resolved[f"source:{d['name']}"]["n_train"] == d["n_used"]
         assert resolved[f"source:{d['name']}"]["train_class_counts"] == d["class_counts"]
     assert resolved["target"]["n_train"] == record["data"]["splits"]["train"]["n"]
+    from dermbench.cli.textreport import format_record
+
+    shown = format_record(record)
+    assert "stages, in order:" in shown and "source:s2" in shown
+    assert "images removed, they are validation or test images of the target" in shown
 
 
 def test_merged_trains_once_on_the_training_split_and_every_source(tmp_path):
@@ -236,3 +241,22 @@ def test_chain_sources_keep_their_options_under_their_own_name(tmp_path):
             options={"data.s9.n": 5},
             **FAST,
         )
+
+
+def test_a_config_file_names_the_chain_as_a_list_in_order(tmp_path):
+    from dermbench.run.config import read_config_file, resolve_config
+
+    (tmp_path / "run.toml").write_text(
+        'method = "chain_test"\nchain = ["s2:synthetic", "s1:synthetic"]\n\n[options.data.s1]\nseed = 1\n'
+    )
+    reg = make_plugins(*PLUGIN).registries
+    cfg = resolve_config(
+        reg.tasks.get("tiny3"), reg.methods.get("chain_test"), read_config_file(tmp_path / "run.toml")
+    )
+    assert cfg.chain == ("s2:synthetic", "s1:synthetic")
+    assert [s.name for s in parse_chain(cfg.chain, {})] == ["s2", "s1"]
+    assert cfg.options["data.s1.seed"] == 1
+    other = resolve_config(
+        reg.tasks.get("tiny3"), reg.methods.get("chain_test"), {"chain": ["s1:synthetic", "s2:synthetic"]}
+    )
+    assert other.run_id != cfg.run_id  # the order is part of the run's identity

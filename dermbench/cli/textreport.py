@@ -51,6 +51,13 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
             parts.append(
                 f"{d['name']}: {len(d['skipped_images'])} unreadable images skipped (listed in the record)"
             )
+        removed = d.get("removed_held_out") or {}
+        if any(removed.values()):
+            parts.append(
+                f"{d['name']}: {sum(removed.values())} images removed, they are validation or test images of the "
+                f"target (by id {removed.get('by_id', 0)}, by pixels {removed.get('by_pixels', 0)})"
+            )
+    parts += format_stages(record)
     splits = list(record.get("metrics", {}))
     if splits:
         rows = [[name, *[fmt(record["metrics"][s].get(name)) for s in splits]] for name in OVERALL]
@@ -81,6 +88,23 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
     if run_dir:
         parts.append(f"record: {run_dir}/record.json")
     return "\n".join(parts)
+
+
+def format_stages(record: dict) -> list[str]:
+    """What each stage trained on, when a run trains on more than its training split."""
+    stages = (record.get("resolved") or {}).get("stages") or []
+    if not any(s.get("dataset") for s in stages) or len({s.get("dataset") for s in stages}) < 2:
+        return []
+    rows = [
+        [str(s.get("stage")), str(s.get("dataset")), str(s.get("n_train", "")), str(s.get("epochs", "")),
+         " > ".join((s.get("blocks") or {}).get("top_first", [])) or "-"]
+        for s in stages
+    ]  # fmt: skip
+    return [
+        "",
+        "stages, in order:",
+        table(rows, ["stage", "trains on", "images", "epochs", "blocks (top first)"]),
+    ]
 
 
 def format_overfitting(record: dict) -> list[str]:

@@ -16,6 +16,8 @@ from dermbench.errors import ConfigError
 
 
 def _parse_value(kind: Any, raw: Any, where: str, name: str) -> Any:
+    if isinstance(raw, list) and (typing.get_origin(kind) is tuple or kind is tuple):
+        return tuple(raw)  # a TOML array for a tuple field: frozen like the CLI's value
     if not isinstance(raw, str):
         return raw
     origin = typing.get_origin(kind)

@@ -154,15 +154,19 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(data) - FIELDS)
     if unknown:
         raise ConfigError(f"config file {p}: unknown setting(s) {', '.join(unknown)}")
-    if "options" in data:  # allow [options.loss] gamma = 2 as well as "loss.gamma" = 2
-        flat: dict[str, Any] = {}
-        for k, v in data["options"].items():
-            if isinstance(v, dict):
-                flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-            else:
-                flat[k] = v
-        data["options"] = flat
+    if "options" in data:  # allow [options.loss] gamma = 2 (and [options.data.ham10000]) as "loss.gamma" = 2
+        data["options"] = _flat_options(data["options"])
     return data
+
+
+def _flat_options(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in table.items():
+        if isinstance(v, dict):
+            flat.update(_flat_options(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
 
 
 def parse_assignments(items: list[str] | None, what: str) -> dict[str, str]:

@@ -16,9 +16,9 @@ from dermbench.testing import run_tiny
 PLUGINS = [("transfer", plugin)]
 CHAIN = {
     "chain": ("edra:synthetic", "dermofit:synthetic"),
-    "options": {"data.edra.seed": 1, "data.edra.n": 60, "data.dermofit.seed": 2, "data.dermofit.n": 60},
+    "options": {"data.edra.seed": 1, "data.edra.n": 40, "data.dermofit.seed": 2, "data.dermofit.n": 40},
 }
-SMOKE = {"model": "resnet18", "synthetic_n": 90, "batch_size": 16, "epochs": 2}
+SMOKE = {"model": "resnet18", "synthetic_n": 60, "batch_size": 8, "epochs": 2, "image_size": 16}
 
 
 def test_found_through_the_entry_point():
@@ -80,7 +80,7 @@ def test_every_strategy_runs_on_the_cpu_and_records_its_stages(tmp_path):
 
 
 def test_the_report_gives_the_gain_of_each_chain_step(tmp_path):
-    edra = {"data.edra.seed": 1, "data.edra.n": 60}
+    edra = {"data.edra.seed": 1, "data.edra.n": 40}
     one = run_tiny(tmp_path, method="seqft", plugins=PLUGINS, **SMOKE, chain=CHAIN["chain"][:1], options=edra)
     base = run_tiny(tmp_path, method="target_only", plugins=PLUGINS, **SMOKE)
     text = build_report(tmp_path / "runs")
