@@ -260,3 +260,23 @@ def test_a_config_file_names_the_chain_as_a_list_in_order(tmp_path):
         reg.tasks.get("tiny3"), reg.methods.get("chain_test"), {"chain": ["s1:synthetic", "s2:synthetic"]}
     )
     assert other.run_id != cfg.run_id  # the order is part of the run's identity
+
+
+def test_a_sweep_leaves_the_chain_out_of_methods_that_train_on_the_target_alone(tmp_path):
+    from dermbench.launch.sweep import SweepRequest, run_sweep
+
+    settings = {"profile": "smoke", "model": "tinycnn", "synthetic_n": 120, "out": str(tmp_path / "runs"),
+                "cache_dir": str(tmp_path / "c"), "chain": ("s1:synthetic",), "options": {"data.s1.seed": "1"}}  # fmt: skip
+    lines: list[str] = []
+    request = SweepRequest(
+        tasks=("tiny3",), methods=("chain_test", "erm"), seeds=(0,), settings=settings, quiet=True
+    )
+    result = run_sweep(request, make_plugins(*PLUGIN), log=lines.append)
+    assert result.failures == [] and len(result.records) == 2
+    assert [line for line in lines if "--chain" in line] == [
+        "--chain does not apply to erm (it trains on the target alone): left out of its runs"
+    ]
+    by_method = {r["method"]["name"]: r for r in result.records}
+    assert by_method["erm"]["config"]["chain"] == []
+    assert [d["role"] for d in by_method["erm"]["data"]["datasets"]] == ["train"]
+    assert [d["name"] for d in by_method["chain_test"]["data"]["datasets"]] == ["synthetic", "s1"]

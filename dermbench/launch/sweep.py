@@ -137,7 +137,29 @@ def for_method(
             stage = key.split(".")[1]
             log(f"option {key} does not apply to {method.name} (no stage {stage!r}): left out of its runs")
         del options[key]
-    return {**settings, "options": options} if foreign else dict(settings)
+    out = {**settings, "options": options} if foreign else dict(settings)
+    return _without_unused_chain(out, method, log, said)
+
+
+def _without_unused_chain(settings: dict[str, Any], method: Any, log: Callable[..., Any], said: set) -> dict:
+    """``--chain`` (and its datasets' options) is left out of the runs of a method that trains on the
+    target alone, and said once: such a run neither loads nor records the chain."""
+    from dermbench.data.chain import parse_chain
+    from dermbench.run.stage_plan import uses_chain
+
+    chain = settings.get("chain")
+    if not chain or uses_chain(method):
+        return settings
+    names = [src.name for src in parse_chain(chain, dict(settings.get("data") or {}))]
+    options = {
+        k: v
+        for k, v in (settings.get("options") or {}).items()
+        if not any(k.startswith(f"data.{n}.") for n in names)
+    }
+    if (method.name, "chain") not in said:
+        said.add((method.name, "chain"))
+        log(f"--chain does not apply to {method.name} (it trains on the target alone): left out of its runs")
+    return {**{k: v for k, v in settings.items() if k != "chain"}, "options": options}
 
 
 def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = print) -> SweepResult:
