@@ -280,3 +280,41 @@ def test_a_sweep_leaves_the_chain_out_of_methods_that_train_on_the_target_alone(
     assert by_method["erm"]["config"]["chain"] == []
     assert [d["role"] for d in by_method["erm"]["data"]["datasets"]] == ["train"]
     assert [d["name"] for d in by_method["chain_test"]["data"]["datasets"]] == ["synthetic", "s1"]
+
+
+class Killed(Exception):
+    pass
+
+
+def _killer(stage: str, epoch: int) -> tuple[str, types.SimpleNamespace]:
+    @hookimpl
+    def dermbench_epoch_end(record, row):
+        if row["stage"] == stage and row["epoch"] == epoch:
+            raise Killed
+
+    return ("killer", types.SimpleNamespace(dermbench_epoch_end=dermbench_epoch_end))
+
+
+@pytest.mark.parametrize(("stage", "epoch"), [("source:s2", 2), ("target", 1)])
+def test_a_chain_run_killed_in_any_stage_resumes_to_the_uninterrupted_result(tmp_path, stage, epoch):
+    from dermbench.run.config import resolve_config
+    from dermbench.run.pipeline import execute
+
+    settings = {**FAST, **_synthetic_chain(1, 2), "model": "resnet18", "image_size": 16, "epochs": 2,
+                "options": {**_synthetic_chain(1, 2)["options"], "stage.unfreeze_every": 1}}  # fmt: skip
+    whole = run_tiny(tmp_path / "whole", method="chain_test", plugins=PLUGIN, **settings)
+    with pytest.raises(Killed):
+        run_tiny(tmp_path / "cut", method="chain_test", plugins=[*PLUGIN, _killer(stage, epoch)], **settings)
+    pl = make_plugins(*PLUGIN)
+    cfg = resolve_config(
+        pl.registries.tasks.get("tiny3"), pl.registries.methods.get("chain_test"), {},
+        {**settings, "profile": "smoke", "model": "resnet18", "device": "cpu",
+         "out": str(tmp_path / "cut" / "runs"), "cache_dir": str(tmp_path / "cut" / "cache")},
+    )  # fmt: skip
+    resumed, _ = execute(cfg, pl, resume=True, progress=False, log=lambda *a: None)
+    keys = ("stage", "epoch", "dataset", "trainable_blocks", "val_loss")
+    assert [{k: r.get(k) for k in keys} for r in resumed["history"]] == [
+        {k: r.get(k) for k in keys} for r in whole["history"]
+    ]
+    assert resumed["metrics"]["test"] == whole["metrics"]["test"]
+    assert [s["stage"] for s in resumed["resolved"]["stages"]] == ["source:s1", "source:s2", "target"]

@@ -139,7 +139,7 @@ def fit_one(
     for i, stage in enumerate(plan):
         recipe = stage.recipe
         if _skip_stage(i, state):
-            _carry_resolved(fc, recipe.name, fold)
+            _carry_resolved(fc, stage, fold, state if i == state["stage_index"] else None)
             if i == state["stage_index"]:
                 model.load_state_dict(state["model"])
                 best_epoch = state["best_epoch"] or state["epoch"]
@@ -190,11 +190,15 @@ def stage_values(cfg: RunConfig, method: Method, recipe: Any) -> tuple[dict[str,
     return values, epochs
 
 
-def _carry_resolved(fc: FitContext, stage: str, fold: int | None) -> None:
-    """A stage that finished before the run was killed keeps its recorded settings."""
+def _carry_resolved(fc: FitContext, stage: PlannedStage, fold: int | None, state: dict | None) -> None:
+    """A stage that finished before the run was killed keeps its recorded settings: from the record,
+    or, when the run died at that stage's last epoch (before the record had them), its checkpoint."""
     if fold not in (None, 0):
         return
-    fc.resolved.extend(r for r in fc.earlier_resolved if r.get("stage") == stage)
+    earlier = [r for r in fc.earlier_resolved if r.get("stage") == stage.recipe.name]
+    if not earlier and state is not None and state.get("resolved"):
+        earlier = [{**stage_summary(stage, fc.task), **state["resolved"]}]
+    fc.resolved.extend(earlier)
 
 
 def run_stage(fc: FitContext, ctx: StageContext) -> StageResult:

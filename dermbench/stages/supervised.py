@@ -246,6 +246,7 @@ def save_last(
         "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
         **selection.state(),
         "history": history,
+        "resolved": parts.resolved,  # a run killed at the stage's last epoch still records its settings
     }
     atomic_save(state, ctx.checkpoint_dir / LAST)
 
