@@ -2,7 +2,8 @@
 per strategy), Tables V-VIII (sensitivity, precision and F1 per class) and the gain of each
 step of a chain over the step before it (``seqft`` with chain A, B over chain A; chain A over
 ``target_only``). Every figure is the mean +- standard deviation over the seeds on the test split,
-with the number of seeds; a per-class figure with no test image of the class is left blank.
+with the number of seeds. A class with no test image is left blank; a class never predicted has
+precision (and F1) 0, as in the paper's tables.
 
     python -m dermbench_transfer.report RESULTS [--task dermai13] [--out report.md]
 """
@@ -114,7 +115,7 @@ def per_class_table(arm: Arm, runs: list[Run]) -> list[str]:
     for c in classes:
         entries = [r.record["metrics"]["test"]["per_class"].get(c, {}) for r in runs]
         support = entries[0].get("support", 0)
-        cells = [_fmt(_stat([e.get(k) for e in entries])) if support else "" for k, _ in PER_CLASS]
+        cells = [_fmt(_stat([e.get(k) or 0.0 for e in entries])) if support else "" for k, _ in PER_CLASS]
         lines.append(f"| {c} | {support} | {' | '.join(cells)} |")
     return lines
 

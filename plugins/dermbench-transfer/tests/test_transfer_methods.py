@@ -96,3 +96,18 @@ def test_the_report_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
 def test_seqft_without_a_chain_says_what_to_name(tmp_path):
     with pytest.raises(ConfigError, match="name at least one with --chain"):
         run_tiny(tmp_path, method="seqft", plugins=PLUGINS, **SMOKE)
+
+
+def test_a_class_never_predicted_has_precision_zero_and_an_absent_class_is_blank(tmp_path):
+    from dermbench_transfer.report import Arm, per_class_table
+
+    from dermbench.leaderboard.records import Run
+
+    def run(precision):
+        per_class = {"a": {"precision": precision, "recall": 0.0, "f1": None if precision is None else 0.0, "support": 3},
+                     "b": {"precision": None, "recall": None, "f1": None, "support": 0}}  # fmt: skip
+        return Run(tmp_path, {"task": {"classes": ["a", "b"]}, "metrics": {"test": {"per_class": per_class}}})
+
+    lines = per_class_table(Arm("t", "seqft", ("x",)), [run(None), run(0.5)])
+    assert "| a | 3 | 0.00 ± 0.00 | 25.00 ± 35.36 | 0.00 ± 0.00 |" in lines
+    assert "| b | 0 |  |  |  |" in lines
