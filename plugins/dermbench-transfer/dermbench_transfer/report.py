@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dermbench.errors import DataError
-from dermbench.leaderboard.records import Run, load_runs
+from dermbench.leaderboard.records import Run, get_path, load_runs
 
 STRATEGIES = ("scratch", "merged", "target_only", "seqft")
 OVERALL = ("accuracy", "weighted_f1", "macro_f1")
@@ -72,7 +72,24 @@ def _fmt(stat: tuple[float, float, int] | None) -> str:
 
 
 def overall(runs: list[Run], metric: str) -> tuple[float, float, int] | None:
-    return _stat([r.record["metrics"]["test"].get(metric) for r in runs])
+    return _stat([get_path(r.record["metrics"]["test"], metric) for r in runs])
+
+
+def columns_of(runs: list[Run]) -> tuple[str, ...]:
+    """The paper's three, and the task's own primary metric when it is another (binary: F1 at the
+    validation threshold)."""
+    primary = str(runs[0].record["task"].get("primary_metric") or "macro_f1")
+    return OVERALL if primary in OVERALL else (*OVERALL, primary)
+
+
+def flag_counts(runs: list[Run]) -> str:
+    """The test split's flags (a trivial classifier, a figure no better than chance), with how many
+    seeds raised each: a number that is not a result says so beside it."""
+    counts: dict[str, int] = defaultdict(int)
+    for run in runs:
+        for code in {f.get("code") for f in run.record["metrics"]["test"].get("flags") or []}:
+            counts[str(code)] += 1
+    return ", ".join(f"{code} ({n})" for code, n in sorted(counts.items()))
 
 
 def previous_step(arm: Arm, arms: dict[Arm, list[Run]]) -> Arm | None:
@@ -84,23 +101,24 @@ def previous_step(arm: Arm, arms: dict[Arm, list[Run]]) -> Arm | None:
 
 
 def overall_table(task: str, arms: dict[Arm, list[Run]]) -> list[str]:
+    columns = columns_of(next(iter(arms.values())))
     lines = [
-        f"### {task}: test accuracy, weighted F1 and macro F1 (%, mean ± sd over seeds)",
+        f"### {task}: test {', '.join(columns)} (%, mean ± sd over seeds)",
         "",
-        "| strategy | seeds | accuracy | weighted F1 | macro F1 | macro F1 gain over the step before |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| strategy | seeds | {' | '.join(columns)} | macro_f1 gain over the step before | flags (seeds) |",
+        "| --- | --- | " + " | ".join("---" for _ in columns) + " | --- | --- |",
     ]
     order = sorted(arms, key=lambda a: (STRATEGIES.index(a.method), len(a.chain), a.chain))
     for arm in order:
         runs = arms[arm]
-        cells = [_fmt(overall(runs, m)) for m in OVERALL]
+        cells = [_fmt(overall(runs, m)) for m in columns]
         prev = previous_step(arm, arms)
         gain = ""
         if prev is not None:
             now, before = overall(runs, "macro_f1"), overall(arms[prev], "macro_f1")
             if now and before:
                 gain = f"{100 * (now[0] - before[0]):+.2f} (over {prev.label})"
-        lines.append(f"| {arm.label} | {len(runs)} | {' | '.join(cells)} | {gain} |")
+        lines.append(f"| {arm.label} | {len(runs)} | {' | '.join(cells)} | {gain} | {flag_counts(runs)} |")
     return lines
 
 

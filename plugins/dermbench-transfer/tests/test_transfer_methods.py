@@ -70,7 +70,7 @@ def test_every_strategy_runs_on_the_cpu_and_records_its_stages(tmp_path):
     text = build_report(tmp_path / "runs")
     f1 = {m: r["metrics"]["test"]["macro_f1"] for m, r in records.items()}
     gain = 100 * (f1["seqft"] - f1["target_only"])
-    assert "| seqft [edra -> dermofit] | 1 |" in text
+    assert "| seqft [edra -> dermofit] | 1 |" in text and "flags (seeds)" in text
     assert (
         "over target_only" not in text
     )  # a two-dataset chain's step before is the one-dataset chain, not run
