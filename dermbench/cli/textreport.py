@@ -160,7 +160,15 @@ def format_calibration(record: dict) -> list[str]:
         if any(m[s].get("screening") for s in splits):
             cells = [fmt(((m[s].get("screening") or {}).get(key) or {}).get(point)) for s in splits]
             rows.append([f"{key} {point}", *cells])
-    return ["", table(rows, ["calibration / screening", *splits])]
+    if any((m[s].get("selective") or {}).get("max_softmax") for s in splits):
+        for key in ("aurc", "e_aurc"):
+            rows.append(
+                [
+                    f"{key} (max softmax)",
+                    *[fmt(((m[s].get("selective") or {}).get("max_softmax") or {}).get(key)) for s in splits],
+                ]
+            )
+    return ["", table(rows, ["calibration / screening / selective", *splits])]
 
 
 def _group_rows(grouping: dict, metrics: tuple[str, ...]) -> list[list[str]]:

@@ -17,6 +17,7 @@ from dermbench.evaluation.calibration import calibration_report
 from dermbench.evaluation.degenerate import classifier_flags, operating_point_flags
 from dermbench.evaluation.metrics import classification_report
 from dermbench.evaluation.screening import screening_report
+from dermbench.evaluation.selective import msp_selective
 from dermbench.plugins.contract import PosthocContext
 from dermbench.run.config import RunConfig
 from dermbench.tasks import Task
@@ -84,8 +85,11 @@ def score_split(
 
 
 def field_metrics(split: SplitData, probs: np.ndarray, task: Task, op: dict | None) -> dict[str, Any]:
-    """Calibration, threshold-free screening metrics and the flags of a trivial result."""
+    """Calibration, selective prediction by the classifier's own confidence, threshold-free
+    screening metrics and the flags of a trivial result."""
     out: dict[str, Any] = {"calibration": calibration_report(split.y, probs)}
+    if len(split):
+        out["selective"] = {"max_softmax": msp_selective(probs, split.y)}
     flags = classifier_flags(probs.argmax(axis=1) if len(split) else np.zeros(0, int), list(task.classes))
     if task.positive_class is not None:
         pos = task.index(task.positive_class)
