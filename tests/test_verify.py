@@ -47,6 +47,18 @@ def test_a_metric_edited_by_hand_is_refused(honest, tmp_path):
     assert problem.startswith("metric test.macro_f1 is ") and "from the predictions" in problem
 
 
+def test_a_record_made_before_the_selective_metrics_still_verifies_and_an_edited_aurc_does_not(
+    honest, tmp_path
+):
+    older = _copy(honest, tmp_path / "older")
+    _edit(older, lambda r: [r["metrics"][s].pop("selective") for s in r["metrics"]])
+    assert verify_run(older, make_plugins()) == []
+    edited = _copy(honest, tmp_path / "edited")
+    _edit(edited, lambda r: r["metrics"]["test"]["selective"]["max_softmax"].update(aurc=0.0))
+    (problem,) = verify_run(edited, make_plugins())
+    assert problem.startswith("metric test.selective.max_softmax.aurc is 0.0")
+
+
 def test_a_removed_test_image_is_refused(honest, tmp_path):
     folder = _copy(honest, tmp_path)
     preds = folder / "predictions" / "test.csv"
