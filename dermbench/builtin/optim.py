@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     import torch
 
 from dermbench.components import Component
+from dermbench.errors import ConfigError
 from dermbench.hookspecs import hookimpl
 from dermbench.plugins.contract import OptimContext
 
@@ -118,6 +119,51 @@ def make_cosine(options: CosineOptions, optimizer: torch.optim.Optimizer, ctx: O
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=options.eta_min)
 
 
+MONITORS = {"val_loss": "min", "val_macro_f1": "max", "val_accuracy": "max"}
+
+
+@dataclass(frozen=True)
+class PlateauOptions:
+    monitor: str = "val_loss"  # the history row's value watched: val_loss | val_macro_f1 | val_accuracy
+    factor: float = 0.1
+    patience: int = 10  # epochs without improvement before the lr drops
+    min_lr: float = 0.0
+    threshold: float = 1e-4  # relative improvement that counts
+
+
+class PlateauScheduler:
+    """``torch.optim.lr_scheduler.ReduceLROnPlateau`` on one value of the epoch's history row.
+
+    ``monitor`` tells the supervised stage to step it after validation with ``row[monitor]``
+    instead of once per epoch without a value."""
+
+    def __init__(self, optimizer: Any, options: PlateauOptions) -> None:
+        import torch
+
+        if options.monitor not in MONITORS:
+            raise ConfigError(
+                f"scheduler plateau: option monitor must be one of {', '.join(MONITORS)}, got {options.monitor!r}"
+            )
+        self.monitor = options.monitor
+        self._inner = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=MONITORS[options.monitor], factor=options.factor, patience=options.patience,
+            threshold=options.threshold, min_lr=options.min_lr,
+        )  # fmt: skip
+
+    def step(self, value: float) -> None:
+        self._inner.step(value)
+
+    def state_dict(self) -> dict:
+        return self._inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._inner.load_state_dict(state)
+
+
+def make_plateau(options: PlateauOptions, optimizer: Any, ctx: OptimContext) -> PlateauScheduler:
+    return PlateauScheduler(optimizer, options)
+
+
 @hookimpl
 def dermbench_register_optimizers(register):
     register(Component("adam", make_adam, "Adam (Kingma & Ba, 2015)", options=AdamOptions))
@@ -140,4 +186,12 @@ def dermbench_register_schedulers(register):
     )
     register(
         Component("cosine", make_cosine, "Cosine annealing over the stage's epochs", options=CosineOptions)
+    )
+    register(
+        Component(
+            "plateau",
+            make_plateau,
+            "Reduce on plateau: lr x factor after patience epochs without improvement of a validation value",
+            options=PlateauOptions,
+        )
     )

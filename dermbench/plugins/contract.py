@@ -256,7 +256,12 @@ CONTRACTS: dict[str, Contract] = {
         Contract("models", "Component", ModelFactory, summary="architectures beyond timm"),
         Contract("losses", "Component", LossFactory, Loss, summary="training objectives"),
         Contract("optimizers", "Component", OptimizerFactory, summary="optimisers over parameter groups"),
-        Contract("schedulers", "Component", SchedulerFactory, summary="lr schedules, stepped once per epoch"),
+        Contract(
+            "schedulers",
+            "Component",
+            SchedulerFactory,
+            summary="lr schedules, stepped once per epoch (with `monitor`: after validation, on that row value)",
+        ),
         Contract("samplers", "Component", SamplerFactory, Sampler, "epoch_indices", "the order of an epoch"),
         Contract(
             "batch_transforms", "Component", BatchTransformFactory, BatchTransform, summary="mixing batches"

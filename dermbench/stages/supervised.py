@@ -269,7 +269,8 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
         seed = epoch_seed(ctx.seed, ctx.stage_index, epoch)
         schedule = apply_schedule(ctx.model, parts, options, epoch)
         train = train_one_epoch(options, ctx, parts, seed, f"{recipe.name} epoch {epoch}/{epochs}")
-        if parts.scheduler is not None:
+        monitor = getattr(parts.scheduler, "monitor", None)
+        if parts.scheduler is not None and monitor is None:
             parts.scheduler.step()
         if hasattr(parts.optimizer, "eval"):
             parts.optimizer.eval()
@@ -277,6 +278,8 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
             raise TrainingError(f"training loss is {train['loss']} in epoch {epoch}: lower the learning rate")
         val = validate(ctx.model, ctx.val, parts.loss_fn, cfg.batch_size * 2, ctx.device)
         row = {**_history_row(recipe.name, epoch, train, val, parts.optimizer, t0), **schedule}
+        if monitor is not None:  # a plateau schedule watches the row; the next epoch uses its lr
+            parts.scheduler.step(row[monitor])
         if selection.update(row, epoch):
             atomic_save(
                 {"model": ctx.model.state_dict(), "epoch": epoch},
