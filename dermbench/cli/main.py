@@ -34,6 +34,7 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--select", {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy"}),
     ("--augment", {"help": "none | flips | standard | affine_brightness"}),
     ("--resize", {"help": "how images are squashed to --image-size: bilinear (default) | nearest"}),
+    ("--gate", {"help": "an image-quality gate in front of the predictions: autoencoder (docs/gate.md)"}),
     ("--sampler", {"help": "training sampler, e.g. balanced (default: the method's, else shuffling)"}),
     ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),
     ("--ensemble", {"help": "none | cvK: K-fold cross-validation ensemble over train + val (e.g. cv3)"}),
@@ -70,6 +71,13 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         "ALIAS:ADAPTER=PATH to use one adapter twice); see docs/chains.md",
     )
     p.add_argument(
+        "--ood-data",
+        action="append",
+        metavar="NAME=PATH|CORRUPTION",
+        help="an out-of-distribution set for the gate: a dataset, or a corruption of the test images "
+        "(noise, blank, blur, jpeg, invert, black_corners); repeatable",
+    )
+    p.add_argument(
         "--opt", action="append", metavar="SLOT.NAME=VALUE", help="component option, e.g. loss.gamma=2"
     )
     p.add_argument("--config", metavar="FILE", help="TOML config file (CLI flags win over it)")
@@ -103,6 +111,8 @@ def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
         out["pretrain_data"] = parse_assignments(args.pretrain_data, "--pretrain-data")
     if getattr(args, "chain", None):
         out["chain"] = tuple(args.chain)
+    if getattr(args, "ood_data", None):
+        out["ood_data"] = {i.partition("=")[0].strip(): i.partition("=")[2].strip() for i in args.ood_data}
     if args.opt:
         out["options"] = parse_assignments(args.opt, "--opt")
     return out

@@ -80,6 +80,7 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
             ]
             parts += ["", "test, per class:", table(rows, ["class", "precision", "recall", "F1", "support"])]
     parts += format_calibration(record)
+    parts += format_gate(record)
     parts += format_flags(record)
     parts += format_fairness(record)
     parts += format_overfitting(record)
@@ -88,6 +89,45 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
     if run_dir:
         parts.append(f"record: {run_dir}/record.json")
     return "\n".join(parts)
+
+
+def format_gate(record: dict) -> list[str]:
+    """The gate: threshold, coverage and accepted-image scores per split, and each OOD set."""
+    gate = record.get("gate")
+    if not gate:
+        return []
+    m = record.get("metrics") or {}
+    rows = []
+    for name, s in gate["splits"].items():
+        acc = s.get("accepted") or {}
+        msp = ((m.get(name) or {}).get("selective") or {}).get("max_softmax") or {}
+        psnr = (s.get("selective") or {}).get("psnr") or {}
+        rows.append(
+            [
+                name,
+                str(s["n"]),
+                fmt(s["coverage"]),
+                fmt(acc.get("macro_f1")),
+                fmt(psnr.get("aurc")),
+                fmt(msp.get("aurc")),
+            ]
+        )
+    out = [
+        "",
+        f"gate {gate['gate']}: accepts PSNR > {gate['threshold_db']:.2f} dB ({gate['threshold_source']})",
+        table(rows, ["split", "images", "coverage", "accepted macro_f1", "AURC psnr", "AURC max softmax"]),
+    ]
+    if gate.get("ood"):
+        ood = [[name, "yes" if o["synthetic"] else "no", str(o["n"]), fmt(o["rejection_rate"]), fmt(o["auroc_psnr_test_vs_ood"])]
+               for name, o in gate["ood"].items()]  # fmt: skip
+        out += [
+            "",
+            table(
+                ood,
+                ["out-of-distribution set", "synthetic", "images", "rejected", "AUROC psnr (test vs set)"],
+            ),
+        ]
+    return out
 
 
 def format_stages(record: dict) -> list[str]:

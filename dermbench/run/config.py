@@ -21,6 +21,7 @@ from dermbench.components import Method
 from dermbench.data.cache import RESIZE_POLICIES
 from dermbench.data.chain import parse_chain
 from dermbench.errors import ConfigError
+from dermbench.gate import check_gate_settings
 from dermbench.plugins.options import build_options
 from dermbench.predict.tta import VIEWS as TTA_VIEWS
 from dermbench.stages.augment import POLICIES as AUGMENT_POLICIES
@@ -60,6 +61,10 @@ class RunConfig:
     test_data: Mapping[str, str] = field(default_factory=dict)  # extra external test sets
     pretrain_data: Mapping[str, str] = field(default_factory=dict)  # unlabelled sets for pretraining
     chain: tuple[str, ...] = ()  # labelled source datasets, in order: "NAME=PATH" (dermbench.data.chain)
+    gate: str = ""  # an image-quality gate in front of the predictions: "" (none) | autoencoder
+    ood_data: Mapping[str, str] = field(
+        default_factory=dict
+    )  # the gate's OOD sets: NAME -> PATH ("": a corruption)
     seed: int = 0  # training seed
     split_seed: int = 0  # split seed, fixed across training seeds so methods share one split
     split_file: str | None = None  # a split file (dermbench splits export) used instead of the seed
@@ -98,6 +103,7 @@ class RunConfig:
         d["options"] = dict(self.options)
         d["groups"] = list(self.groups)
         d["chain"] = list(self.chain)
+        d["ood_data"] = dict(self.ood_data)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -115,6 +121,11 @@ class RunConfig:
             del d["chain"]
         if d["resize"] == "bilinear":
             del d["resize"]
+        for key in ("gate", "ood_data"):  # runs made before the gate existed keep their identity
+            if not d[key]:
+                del d[key]
+        if d.get("ood_data"):
+            d["ood_data"] = {k: str(Path(v).resolve()) if v else "" for k, v in d["ood_data"].items()}
         if d["split_file"] is None:
             del d["split_file"]
         else:
@@ -208,7 +219,7 @@ def resolve_config(
     merged.update(profile_settings(profile, task, method))
     for level, where in ((file_settings, "config file"), (cli_settings, "config")):
         for k, v in level.items():
-            if k in ("options", "data", "test_data", "pretrain_data"):
+            if k in ("options", "data", "test_data", "pretrain_data", "ood_data"):
                 merged[k] = {**merged.get(k, {}), **dict(v)}
             else:
                 merged[k] = v
@@ -262,6 +273,7 @@ def validate(cfg: RunConfig) -> None:
         if value not in allowed:
             raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")
     parse_chain(cfg.chain, dict(cfg.data))
+    check_gate_settings(cfg.gate, dict(cfg.ood_data))
     for key in cfg.options:
         if "." not in key:
             raise ConfigError(f"option {key!r}: expected SLOT.NAME, e.g. loss.gamma or optimizer.lr")

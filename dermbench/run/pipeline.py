@@ -240,6 +240,10 @@ def train_and_score(
     resolved = {"stages": fc.resolved, "input_normalisation": describe_input_stats(fitted.models[0])}
     record.update(best_epoch=fitted.best_epoch, history=fitted.history, resolved=resolved)
     record.update(score(fitted.probs, data, task, method, cfg, reg, run_dir))
+    if cfg.gate:
+        from dermbench.gate.report import run_gate
+
+        record["gate"] = run_gate(cfg, task, data, fitted.probs, reg, device, run_dir, log, progress)
     fairness = audit(record, cfg, task, data, fitted.probs)
     if fairness is not None:
         record["fairness"] = fairness

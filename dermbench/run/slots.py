@@ -54,6 +54,11 @@ def used_slots(cfg: RunConfig, task: Task, method: Method, registries: Any) -> d
     check_adapters(chain, registries, dict(cfg.data))
     for src in chain:
         slots[f"data.{src.name}"] = [Ref(src.adapter)]
+    if cfg.gate:
+        slots["gate"] = [Ref(cfg.gate)]
+    for name, path in cfg.ood_data.items():
+        if path:
+            slots[f"data.{name}"] = [Ref(name)]
     return slots
 
 
@@ -82,6 +87,11 @@ def check_option_slots(cfg: RunConfig, task: Task, method: Method, registries: A
             )
         given.setdefault(slot, {})[option] = value
     for slot, values in given.items():
+        if slot == "gate":
+            from dermbench.gate.report import gate_options
+
+            gate_options(cfg)  # unknown or malformed gate options fail here, before any folder
+            continue
         kind = KINDS.get(slot) or {"posthoc": "posthoc", "data": "datasets"}.get(slot.split(".")[0])
         if kind is None:
             continue  # model (timm keywords, checked by building it), stage (checked per stage)
