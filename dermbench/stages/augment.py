@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("none", "flips", "standard", "affine_brightness")
+POLICIES = ("none", "flips", "standard", "affine_brightness", "blur_affine")
 
 
 def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
@@ -25,12 +25,17 @@ def augment(x: torch.Tensor, policy: str, gen: torch.Generator) -> torch.Tensor:
     ``affine_brightness``: the list of Nedelcu et al. (Section III-D), in the usual image-generator
     reading: rotation by 1-30 degrees either way, horizontal flip, zoom by a factor in [0.8, 1.2],
     width shift of up to 10%, edges filled with the nearest pixel, and brightness scaled by a factor
-    in [0.2, 0.8] as printed (so every training image is darkened).
+    in [0.2, 0.8] as printed (so every training image is darkened);
+    ``blur_affine``: Bilyk et al.'s "moderate" augmentation (Section 3.2): a light Gaussian blur
+    (3 x 3, sigma 1) with probability 0.3, rotation up to 5 degrees, shifts up to 5%, scaling by
+    0.95-1.05, brightness and contrast by +-10%.
     """
     if policy == "none":
         return x
     if policy == "affine_brightness":
         return affine_brightness(x, gen)
+    if policy == "blur_affine":
+        return blur_affine(x, gen)
     n = x.shape[0]
     rnd = torch.rand(n, 6, generator=gen).to(x.device)
     x = flips(x, rnd[:, :3])
@@ -98,3 +103,23 @@ def affine_brightness(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     brightness = (0.2 + 0.6 * r[:, 5]).view(n, 1, 1, 1).to(x.device, x.dtype)
     return (out * brightness).clamp(0, 1)
+
+
+def blur_affine(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    r = torch.rand(n, 8, generator=gen)
+    angle = (r[:, 0] * 2 - 1) * math.radians(5.0)
+    scale = 1 + (r[:, 1] * 2 - 1) * 0.05
+    tx, ty = (r[:, 2] * 2 - 1) * 0.1, (r[:, 3] * 2 - 1) * 0.1  # grid units: 5% of the side
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    g = torch.exp(-(torch.tensor([-1.0, 0.0, 1.0]) ** 2) / 2)
+    kernel = (g[:, None] * g[None, :] / (g.sum() ** 2)).to(x.device, x.dtype).expand(x.shape[1], 1, 3, 3)
+    blurred = F.conv2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1])
+    out = torch.where((r[:, 4] < 0.3).view(n, 1, 1, 1).to(x.device), blurred, out)
+    b = (1 + (r[:, 5] * 2 - 1) * 0.1).view(n, 1, 1, 1).to(x.device, x.dtype)
+    c = (1 + (r[:, 6] * 2 - 1) * 0.1).view(n, 1, 1, 1).to(x.device, x.dtype)
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    return ((out * b - mean) * c + mean).clamp(0, 1)
