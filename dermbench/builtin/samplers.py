@@ -99,6 +99,36 @@ def make_stratified(
     return ClassStratifiedSampler(labels, ctx.batch_size, options.max_epoch_images)
 
 
+@dataclass(frozen=True)
+class SmoteOptions:
+    k_neighbors: int = 5  # imbalanced-learn's default (fewer when a class has fewer images)
+
+
+class SmoteSampler:
+    """SMOTE: the stage's training set gains synthetic minority images (``dermbench.data.smote``)
+    until every class has the majority's count; an epoch then shuffles the enlarged set once."""
+
+    def __init__(self, options: SmoteOptions) -> None:
+        self.k_neighbors = options.k_neighbors
+        self.n = 0
+
+    def resample(self, split, classes: list[str], seed: int):
+        from dermbench.data.smote import smote_split
+
+        out, info = smote_split(split, classes, self.k_neighbors, seed)
+        self.n = len(out)
+        return out, info
+
+    def epoch_indices(self, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).permutation(self.n)
+
+
+def make_smote(options: SmoteOptions, labels: np.ndarray, ctx: OptimContext) -> SmoteSampler:
+    sampler = SmoteSampler(options)
+    sampler.n = len(labels)
+    return sampler
+
+
 @hookimpl
 def dermbench_register_samplers(register):
     register(
@@ -116,5 +146,14 @@ def dermbench_register_samplers(register):
             "Batches that each hold every class (batch >= K), rare classes oversampled",
             options=StratifiedOptions,
             paper="Nedelcu et al., Challenges on Real-World Skin Lesion Classification (Section III-D)",
+        )
+    )
+    register(
+        Component(
+            "smote",
+            make_smote,
+            "SMOTE: synthetic minority images from flattened pixels until the classes are even (imbalanced-learn)",
+            options=SmoteOptions,
+            paper="Chawla et al., JAIR 16 (2002); as Bilyk et al. apply it",
         )
     )

@@ -260,7 +260,10 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
     epochs = recipe.epochs or cfg.epochs
     if options.reset_head and ctx.resume_state is None:
         reset_classifier(ctx.model, epoch_seed(ctx.seed, ctx.stage_index, 0))
+    ctx, resampled = resample_training_set(ctx)
     parts = build_trainables(options, ctx)
+    if resampled:
+        parts.resolved["sampler"] = resampled
     selection = Selection(cfg.select, cfg.early_stopping)
     start = restore(ctx, parts, selection)
     history, new_rows = list(ctx.history), []
@@ -294,6 +297,24 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
             break
     result = _finish(ctx, selection, history, new_rows, stopped_early=epoch < epochs if new_rows else False)
     return replace(result, resolved=parts.resolved)
+
+
+def resample_training_set(ctx: StageContext) -> tuple[StageContext, dict]:
+    """A sampler that makes new training images (SMOTE) gets the stage's training split first; the
+    stage then trains on the enlarged split, the same on resume (the same seed)."""
+    ref = Ref(ctx.cfg.sampler) if ctx.cfg.sampler else ctx.recipe.sampler
+    if ref is None:
+        return ctx, {}
+    octx = OptimContext(
+        ctx.cfg.lr, ctx.cfg.weight_decay, ctx.recipe.epochs or ctx.cfg.epochs, 1, ctx.cfg.batch_size
+    )
+    sampler = ctx.registries.samplers.build(ref.name, _slot(ref, ctx.cfg, "sampler"), ctx.train.y, octx)
+    if not hasattr(sampler, "resample"):
+        return ctx, {}
+    train, info = sampler.resample(
+        ctx.train, list(ctx.task.classes), epoch_seed(ctx.seed, ctx.stage_index, 0)
+    )
+    return replace(ctx, train=train), {"name": ref.name, **info}
 
 
 def reset_classifier(model: nn.Module, seed: int) -> None:
