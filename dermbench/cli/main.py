@@ -34,6 +34,11 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--select", {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy"}),
     ("--augment", {"help": "none | flips | standard | affine_brightness"}),
     ("--resize", {"help": "how images are squashed to --image-size: bilinear (default) | nearest"}),
+    ("--split-fractions", {"help": "train,val,test shares of the seeded split (default 0.7,0.15,0.15)"}),
+    (
+        "--max-per-class",
+        {"type": int, "help": "at most this many images of each class enter the split (0: all)"},
+    ),
     ("--gate", {"help": "an image-quality gate in front of the predictions: autoencoder (docs/gate.md)"}),
     ("--sampler", {"help": "training sampler, e.g. balanced (default: the method's, else shuffling)"}),
     ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),

@@ -288,10 +288,37 @@ def split_frame(cfg: RunConfig, task: Task, registries: Any) -> tuple[pd.DataFra
 
 
 def run_splits(cfg: RunConfig, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The ``--split-file`` assignment when one is named, else the seeded lesion-grouped split."""
+    """The ``--split-file`` assignment when one is named, else the seeded lesion-grouped split at
+    ``split_fractions``, of at most ``max_per_class`` images of each class (rows left out of the
+    cap are in no split)."""
     if cfg.split_file:
         return read_split_file(cfg.split_file, frame)
-    return make_splits(frame, seed=cfg.split_seed)
+    keep = capped_rows(frame, cfg.max_per_class, cfg.split_seed)
+    idx = make_splits(
+        frame.iloc[keep].reset_index(drop=True), seed=cfg.split_seed, fractions=cfg.split_fractions
+    )
+    return {name: keep[pos] for name, pos in idx.items()}
+
+
+def capped_rows(frame: pd.DataFrame, cap: int, seed: int) -> np.ndarray:
+    """Positions of at most ``cap`` rows per class (0: every row), drawn by whole lesion groups
+    from ``seed`` so that a lesion is kept or left out entirely."""
+    if cap <= 0:
+        return np.arange(len(frame), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    keep: list[np.ndarray] = []
+    for _, rows in frame.groupby("y", sort=True).indices.items():
+        groups = frame["group"].astype(str).to_numpy()[rows]
+        order = rng.permutation(np.unique(groups))
+        taken, n = [], 0
+        for g in order:
+            members = rows[groups == g]
+            if n + len(members) > cap and n > 0:
+                continue
+            taken.append(members)
+            n += len(members)
+        keep.append(np.concatenate(taken))
+    return np.sort(np.concatenate(keep)).astype(np.int64)
 
 
 def _protocol(cfg: RunConfig, official: bool) -> str:
@@ -299,7 +326,9 @@ def _protocol(cfg: RunConfig, official: bool) -> str:
         return f"split file {cfg.split_file}"
     if official:
         return "official"
-    return f"lesion-grouped stratified 70/15/15, split seed {cfg.split_seed}"
+    parts = "/".join(f"{100 * f:g}" for f in cfg.split_fractions)
+    cap = f", at most {cfg.max_per_class} images a class" if cfg.max_per_class else ""
+    return f"lesion-grouped stratified {parts}{cap}, split seed {cfg.split_seed}"
 
 
 def describe_split(s: SplitData, task: Task) -> dict[str, Any]:

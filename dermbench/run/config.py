@@ -68,6 +68,8 @@ class RunConfig:
     seed: int = 0  # training seed
     split_seed: int = 0  # split seed, fixed across training seeds so methods share one split
     split_file: str | None = None  # a split file (dermbench splits export) used instead of the seed
+    split_fractions: tuple[float, ...] = (0.7, 0.15, 0.15)  # train, val, test shares of the seeded split
+    max_per_class: int = 0  # at most this many images of each class enter the split (0: all)
     model: str = "resnet18"
     init: str = "random"  # imagenet | random | PATH to weights
     image_size: int = 64
@@ -104,6 +106,7 @@ class RunConfig:
         d["groups"] = list(self.groups)
         d["chain"] = list(self.chain)
         d["ood_data"] = dict(self.ood_data)
+        d["split_fractions"] = list(self.split_fractions)
         return d
 
     def identity(self) -> dict[str, Any]:
@@ -121,9 +124,15 @@ class RunConfig:
             del d["chain"]
         if d["resize"] == "bilinear":
             del d["resize"]
-        for key in ("gate", "ood_data"):  # runs made before the gate existed keep their identity
+        for key in (
+            "gate",
+            "ood_data",
+            "max_per_class",
+        ):  # runs made before these existed keep their identity
             if not d[key]:
                 del d[key]
+        if tuple(d["split_fractions"]) == (0.7, 0.15, 0.15):
+            del d["split_fractions"]
         if d.get("ood_data"):
             d["ood_data"] = {k: str(Path(v).resolve()) if v else "" for k, v in d["ood_data"].items()}
         if d["split_file"] is None:
@@ -274,6 +283,13 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")
     parse_chain(cfg.chain, dict(cfg.data))
     check_gate_settings(cfg.gate, dict(cfg.ood_data))
+    fr = cfg.split_fractions
+    if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+        raise ConfigError(
+            f"split_fractions must be three positive shares summing to 1 (train,val,test), got {list(fr)}"
+        )
+    if cfg.max_per_class < 0:
+        raise ConfigError(f"max_per_class must be >= 0, got {cfg.max_per_class}")
     for key in cfg.options:
         if "." not in key:
             raise ConfigError(f"option {key!r}: expected SLOT.NAME, e.g. loss.gamma or optimizer.lr")

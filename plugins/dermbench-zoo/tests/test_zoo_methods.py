@@ -40,6 +40,7 @@ def test_the_paper_profile_is_the_published_recipe_behind_the_gate(dermbench_plu
         16,
     )
     assert (cfg.early_stopping, cfg.select, cfg.augment) == (5, "val_loss", "blur_affine")
+    assert (cfg.split_fractions, cfg.max_per_class) == ((0.83, 0.10, 0.07), 2000)
     (stage,) = reg.methods.get("zoo_resnet50").stages
     assert stage.optimizer.options["lr"] == 1e-3 and stage.scheduler.name == "plateau"
 
