@@ -18,7 +18,7 @@ IMPLEMENTS = {
     "stages/batch_mix.py": {"mixup", "cutmix"},
     "stages/pretrain_vae.py": {"vae_pretrain"},
 }
-FOLDERS = ("builtin", "cli", "data", "evaluation", "explain", "launch", "leaderboard", "models",
+FOLDERS = ("builtin", "cli", "data", "evaluation", "explain", "gate", "launch", "leaderboard", "models",
            "plugins", "predict", "run", "stages")  # fmt: skip
 
 

@@ -124,7 +124,13 @@ def format_gate(record: dict) -> list[str]:
             "",
             table(
                 ood,
-                ["out-of-distribution set", "synthetic", "images", "rejected", "AUROC psnr (test vs set)"],
+                [
+                    "out-of-distribution set",
+                    "synthetic set",
+                    "images",
+                    "rejected",
+                    "AUROC psnr (test vs set)",
+                ],
             ),
         ]
     return out

@@ -38,7 +38,7 @@ def smote_split(split: SplitData, classes: list[str], k_neighbors: int, seed: in
     x, y = SMOTE(k_neighbors=k, random_state=seed).fit_resample(flat, split.y)
     new = x[n:].round().clip(0, 255).astype(np.uint8).reshape(-1, *shape)
     extra = pd.DataFrame({"image_id": [f"smote:{i}" for i in range(len(new))], "group": [f"smote:{i}" for i in range(len(new))],
-                          "dataset": "smote", "y": y[n:], "synthetic": True})  # fmt: skip
+                          "dataset": "oversampled", "y": y[n:], "synthetic": True})  # fmt: skip
     frame = pd.concat([split.frame, extra], ignore_index=True)
     out = SplitData(
         split.name, torch.cat([split.images, torch.from_numpy(new)]), np.asarray(y, dtype=np.int64), frame

@@ -14,32 +14,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from dermbench.components import Component
 from dermbench.errors import ConfigError
-from dermbench.models.build import load_backbone
 from dermbench.plugins.contract import ModelContext
 
 MIN_SIZE = {"alexnet": 63, "squeezenet1_1": 17}
 
 
-class TorchvisionNet(nn.Module):
-    def __init__(self, net: nn.Module, head_index: int) -> None:
-        super().__init__()
-        self.net = net
-        self.head_index = head_index
+def _wrapper() -> type:
+    """The wrapper class, made on first use so that listing plugins imports no torch."""
+    from torch import nn
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    class TorchvisionNet(nn.Module):
+        def __init__(self, net: nn.Module, head_index: int) -> None:
+            super().__init__()
+            self.net = net
+            self.head_index = head_index
 
-    def get_classifier(self) -> nn.Module:
-        return self.net.classifier[self.head_index]
+        def forward(self, x: Any) -> Any:
+            return self.net(x)
+
+        def get_classifier(self) -> nn.Module:
+            return self.net.classifier[self.head_index]
+
+    return TorchvisionNet
 
 
-def _build(arch: str, num_classes: int, weights: Any) -> TorchvisionNet:
+def _build(arch: str, num_classes: int, weights: Any) -> Any:
     import torchvision
+    from torch import nn
+
+    TorchvisionNet = _wrapper()  # noqa: N806
 
     net = getattr(torchvision.models, arch)(weights=weights)
     if arch == "alexnet":
@@ -69,7 +74,11 @@ class NoModelOptions:
 
 
 def factory(arch: str) -> Any:
-    def make(options: NoModelOptions, ctx: ModelContext) -> TorchvisionNet:
+    def make(options: NoModelOptions, ctx: ModelContext) -> Any:
+        import torch
+
+        from dermbench.models.build import load_backbone
+
         if ctx.image_size < MIN_SIZE[arch]:
             raise ConfigError(
                 f"model {arch}: images of at least {MIN_SIZE[arch]} px are needed, got {ctx.image_size}"
