@@ -3,9 +3,6 @@ store, out-of-distribution sets, and bad input."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,7 +134,5 @@ def test_a_gate_trained_on_real_ham10000_rejects_noise_and_accepts_held_out_lesi
     gate = record["gate"]
     assert gate["splits"]["test"]["coverage"] > 0.85  # held-out HAM10000 images: most accepted
     assert gate["ood"]["noise"]["rejection_rate"] > 0.95
-    json.dumps(gate)  # the whole section is plain data
-    Path(tmp_path / "gate.json").write_text(
-        json.dumps({k: gate[k] for k in ("threshold_db", "splits", "ood")})
-    )
+    # a clinical photograph is less like a dermoscopic image than a held-out dermoscopic one
+    assert gate["ood"]["fitzpatrick17k"]["psnr_mean"] < gate["splits"]["test"]["psnr_mean"]
