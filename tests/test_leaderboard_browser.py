@@ -112,7 +112,16 @@ def page(served: dict[str, Any]) -> Iterator[Any]:
             "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None
         )
         pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-        pg.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        # a request the next navigation aborts (the favicon, fetched after load) is not a missing file:
+        # a missing file answers 404, caught below
+        pg.on(
+            "requestfailed",
+            lambda r: (
+                None
+                if r.failure == "net::ERR_ABORTED"
+                else problems.append(f"request failed: {r.url} ({r.failure})")
+            ),
+        )
         pg.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
         pg.problems = problems
         yield pg
