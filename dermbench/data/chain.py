@@ -95,7 +95,3 @@ def raw_ids(frame: pd.DataFrame) -> pd.Series:
 def pixel_hashes(images: np.ndarray) -> list[str]:
     """One hash per decoded image (uint8 N x S x S x 3): equal pixels, equal hash."""
     return [hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() for img in images]
-
-
-def held_out_ids(frame: pd.DataFrame) -> set[str]:
-    return set(raw_ids(frame))

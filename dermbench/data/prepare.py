@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from dermbench.data.cache import default_cache_dir, load_images
-from dermbench.data.chain import ChainSource, check_adapters, held_out_ids, parse_chain, pixel_hashes, raw_ids
+from dermbench.data.chain import ChainSource, check_adapters, parse_chain, pixel_hashes, raw_ids
 from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData, concat_splits
 from dermbench.data.split_file import read_split_file
@@ -236,7 +236,7 @@ def _load_chain_source(
             f"--chain {src.spec!r}: no image of dataset {src.name!r} maps into task {task.name!r} "
             f"(its labels, {records.label_source}: {', '.join(sorted(dropped)) or 'none'})"
         )
-    by_id = raw_ids(frame).isin(held_out_ids(held_frame)).to_numpy()
+    by_id = raw_ids(frame).isin(set(raw_ids(held_frame))).to_numpy()
     frame = frame.loc[~by_id].reset_index(drop=True)
     frame, images, skipped = decode_rows(records, frame, cfg, f"--chain {src.spec!r}", progress)
     by_pixels = np.array([h in held_pixels for h in pixel_hashes(images)], dtype=bool)
