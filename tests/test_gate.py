@@ -14,6 +14,7 @@ from dermbench.gate.autoencoder import ConvAutoencoder, GateOptions, psnr
 from dermbench.gate.ood import CORRUPTIONS as DEFINED
 from dermbench.gate.ood import corrupt
 from dermbench.gate.report import choose_threshold
+from dermbench.gate.sharpness import laplacian_variance, sharpness_floor
 from dermbench.testing import run_tiny
 
 GATE = {"gate": "autoencoder", "epochs": 1, "synthetic_n": 120, "image_size": 32}
@@ -58,6 +59,24 @@ def test_the_threshold_is_the_papers_or_a_validation_quantile():
     assert (val > t).mean() == pytest.approx(0.9, abs=0.01)
 
 
+def test_sharpness_is_the_variance_of_scipys_laplacian_on_the_interior():
+    from scipy.ndimage import laplace
+
+    images = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (3, 12, 10, 3), dtype=np.uint8))
+    grey = images.numpy().astype(np.float64).mean(-1) / 255.0
+    expected = [laplace(g)[1:-1, 1:-1].var() for g in grey]
+    assert np.allclose(laplacian_variance(images), expected)
+    assert laplacian_variance(corrupt(images, "blank")).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_the_sharpness_floor_is_a_validation_quantile_or_off():
+    val = np.arange(1.0, 101.0)
+    assert sharpness_floor(val, 0.05) == pytest.approx(np.quantile(val, 0.05))
+    assert sharpness_floor(val, 0.0) == float("-inf")
+    with pytest.raises(ConfigError, match="sharpness_reject_rate must be in \\[0, 1\\), got 1.0"):
+        sharpness_floor(val, 1.0)
+
+
 def test_a_gated_run_records_coverage_accepted_metrics_and_ood_sets_from_validation_alone(tmp_path):
     options = {**FAST_GATE, "gate.accept_rate": 0.8}
     record = run_tiny(tmp_path, options=options, ood_data={"noise": "", "invert": ""}, **GATE)
@@ -69,6 +88,13 @@ def test_a_gated_run_records_coverage_accepted_metrics_and_ood_sets_from_validat
     assert gate["threshold_db"] != pytest.approx(np.quantile(test["psnr"], 0.2), rel=1e-5)
     s = gate["splits"]["test"]
     assert s["coverage"] == pytest.approx(test["accepted"].mean()) and s["n"] == len(test)
+    # the sharpness floor is set on validation too, and an image passes only both tests
+    assert gate["sharpness_floor"] == pytest.approx(np.quantile(val["sharpness"], 0.01), rel=1e-5)
+    both = (test["psnr"] > gate["threshold_db"]) & (test["sharpness"] > gate["sharpness_floor"])
+    assert (test["accepted"] == both).all()
+    assert s["refused_by"]["sharpness"] == pytest.approx(
+        (test["sharpness"] <= gate["sharpness_floor"]).mean()
+    )
     assert set(s["accepted"]) == {"macro_f1", "accuracy", "balanced_accuracy"}
     assert 0 <= s["selective"]["psnr"]["aurc"] <= 1
     assert gate["ood"]["noise"]["synthetic"] is True and gate["ood"]["noise"]["n"] == len(test)
@@ -100,6 +126,10 @@ def test_a_stored_gate_for_another_image_size_or_task_is_refused(tmp_path):
         ({**GATE, "gate": "vae"}, "--gate must be one of autoencoder, got 'vae'"),
         ({**GATE, "options": {"gate.latent": 3}}, "gate: unknown option.s. latent"),
         ({**GATE, "options": {"gate.accept_rate": 1.5}}, "accept_rate must be in \\[0, 1\\)"),
+        (
+            {**GATE, "options": {"gate.sharpness_reject_rate": -0.1}},
+            "sharpness_reject_rate must be in \\[0, 1\\)",
+        ),
     ],
 )
 def test_bad_gate_settings_are_one_line_errors_before_any_folder(tmp_path, settings, message):
@@ -116,7 +146,9 @@ def test_an_ood_folder_with_no_images_is_an_error_naming_it(tmp_path):
         run_tiny(tmp_path, options=FAST_GATE, ood_data={"manifest": str(empty)}, **GATE)
 
 
-def test_a_gate_trained_on_real_ham10000_rejects_noise_and_accepts_held_out_lesions(shared_data, tmp_path):
+def test_a_gate_trained_on_real_ham10000_rejects_noise_blank_and_blur_and_accepts_held_out_lesions(
+    shared_data, tmp_path
+):
     """1,000 HAM10000 images at 32 px, the gate's defaults but 5 epochs, the threshold accepting 95%
     of validation."""
     import os
@@ -129,10 +161,13 @@ def test_a_gate_trained_on_real_ham10000_rejects_noise_and_accepts_held_out_lesi
     record = run_tiny(
         tmp_path, task="ham7", image_size=32, epochs=1, data={"ham10000": str(ham)},
         gate="autoencoder", options={"gate.epochs": 5, "gate.accept_rate": 0.95},
-        ood_data={"noise": "", "blank": "", "fitzpatrick17k": str(shared_data / "fitzpatrick17k")},
+        ood_data={"noise": "", "blank": "", "blur": "", "fitzpatrick17k": str(shared_data / "fitzpatrick17k")},
     )  # fmt: skip
     gate = record["gate"]
     assert gate["splits"]["test"]["coverage"] > 0.85  # held-out HAM10000 images: most accepted
     assert gate["ood"]["noise"]["rejection_rate"] > 0.95
+    # a flat or heavily blurred frame reconstructs well (PSNR alone lets it pass); it has no detail
+    assert gate["ood"]["blank"]["rejection_rate"] > 0.95 and gate["ood"]["blur"]["rejection_rate"] > 0.95
+    assert gate["ood"]["blank"]["refused_by"]["sharpness"] == 1.0
     # a clinical photograph is less like a dermoscopic image than a held-out dermoscopic one
     assert gate["ood"]["fitzpatrick17k"]["psnr_mean"] < gate["splits"]["test"]["psnr_mean"]

@@ -91,6 +91,13 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
     return "\n".join(parts)
 
 
+def _sharpness_clause(gate: dict) -> str:
+    floor = gate.get("sharpness_floor")
+    if floor is None:
+        return ""
+    return f" and sharpness > {floor:.4g} ({gate.get('sharpness_source')})"
+
+
 def format_gate(record: dict) -> list[str]:
     """The gate: threshold, coverage and accepted-image scores per split, and each OOD set."""
     gate = record.get("gate")
@@ -114,12 +121,14 @@ def format_gate(record: dict) -> list[str]:
         )
     out = [
         "",
-        f"gate {gate['gate']}: accepts PSNR > {gate['threshold_db']:.2f} dB ({gate['threshold_source']})",
+        f"gate {gate['gate']}: accepts PSNR > {gate['threshold_db']:.2f} dB ({gate['threshold_source']})"
+        + _sharpness_clause(gate),
         table(rows, ["split", "images", "coverage", "accepted macro_f1", "AURC psnr", "AURC max softmax"]),
     ]
     if gate.get("ood"):
-        ood = [[name, "yes" if o["synthetic"] else "no", str(o["n"]), fmt(o["rejection_rate"]), fmt(o["auroc_psnr_test_vs_ood"])]
-               for name, o in gate["ood"].items()]  # fmt: skip
+        ood = [[name, "yes" if o["synthetic"] else "no", str(o["n"]), fmt(o["rejection_rate"]),
+                *(fmt((o.get("refused_by") or {}).get(k)) for k in ("psnr", "sharpness")),
+                fmt(o["auroc_psnr_test_vs_ood"])] for name, o in gate["ood"].items()]  # fmt: skip
         out += [
             "",
             table(
@@ -129,6 +138,8 @@ def format_gate(record: dict) -> list[str]:
                     "synthetic set",
                     "images",
                     "rejected",
+                    "by psnr",
+                    "by sharpness",
                     "AUROC psnr (test vs set)",
                 ],
             ),

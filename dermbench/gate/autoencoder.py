@@ -39,6 +39,10 @@ class GateOptions:
     accept_rate: float = _help(
         0.0, "if > 0: set the threshold on validation so this share of images is accepted"
     )
+    sharpness_reject_rate: float = _help(
+        0.01,
+        "also refuse images flatter (variance of the Laplacian) than this share of validation images; 0: off",
+    )
     seed: int = _help(0, "seed of the gate's training (apart from the run's)")
     key: str = _help("", "use this stored gate instead of training one (must exist and fit the run)")
 

@@ -30,7 +30,12 @@ from dermbench.stages.encoder_store import encoder_dir, encoder_key, images_fing
 KIND = "gate"
 MODEL = "model.pt"
 META = "meta.json"
-NOT_IN_KEY = ("threshold_db", "accept_rate", "key")  # choices of the run, not of the model
+NOT_IN_KEY = (
+    "threshold_db",
+    "accept_rate",
+    "sharpness_reject_rate",
+    "key",
+)  # choices of the run, not of the model
 
 
 def gate_key(train: SplitData, image_size: int, resize: str, options: GateOptions) -> tuple[str, dict]:
