@@ -65,3 +65,28 @@ def test_report_of_a_real_decision_run(runs, tmp_path):
     assert f"{op['threshold']:.3f}" in html
     for ref in _imgs_and_links(index):
         assert (index.parent / ref).is_file(), ref
+
+
+def test_selective_prediction_on_the_task_and_method_pages(tmp_path):
+    """Two seeds behind the gate: the task page's selective table is the seeds' mean ± std of what
+    the records hold, and the method page shows each seed's values, its OOD sets and the curve."""
+    gate = {"gate.epochs": 1, "gate.depth": 3, "gate.latent_dim": 16}
+    for seed in (0, 1):
+        run_tiny(tmp_path, seed=seed, image_size=32, gate="autoencoder", options=gate, ood_data={"blank": ""})
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").rglob("record.json"))]
+    index = build_site(tmp_path / "runs", tmp_path / "site", None)
+    (task_page,) = (index.parent / "task").glob("tiny3*.html")
+    html = task_page.read_text()
+    assert "Selective prediction on the test split" in html
+    aurc = [r["metrics"]["test"]["selective"]["max_softmax"]["aurc"] for r in records]
+    coverage = [r["gate"]["splits"]["test"]["coverage"] for r in records]
+    for values in (aurc, coverage):
+        std = np.std(values, ddof=1)
+        assert f"{np.mean(values):.3f} ± {std if std > 1e-12 else 0.0:.3f}" in html
+    entry = next((index.parent / "entry").rglob("index.html"))
+    page = entry.read_text()
+    section = page[page.index('<section id="selective">') : page.index('<section id="fairness">')]
+    for r in records:
+        assert f"{r['metrics']['val']['selective']['max_softmax']['aurc']:.3f}" in section
+        assert f"{r['gate']['ood']['blank']['rejection_rate']:.3f}" in section
+    assert 'src="risk_coverage.png"' in section and (entry.parent / "risk_coverage.png").is_file()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dermbench.errors import DataError
+from dermbench.leaderboard import selective_view
 from dermbench.leaderboard.aggregate import Board, build_boards
 from dermbench.leaderboard.config import LeaderboardConfig, read_config
 from dermbench.leaderboard.records import load_runs, slug
@@ -65,6 +66,7 @@ def _task_pages(
         task=task,
         task_slug=task_slug,
         boards=boards,
+        selective={b.slug: selective_view.board_table(b.entries, cfg.digits) for b in boards},
         **common,
     )
     return {

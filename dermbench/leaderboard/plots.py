@@ -211,3 +211,29 @@ def reliability(bins_by_seed: Sequence[tuple[str, list[dict]]], path: Path) -> P
     ax.set_title("Reliability (test)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
+
+
+def risk_coverage(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], path: Path) -> Path:
+    """Selective risk (error rate among the kept images) against coverage, per seed and score.
+
+    A label is "<seed>, <score>": one colour per seed, solid for the classifier's confidence and
+    dashed for a gate's.
+    """
+    fig = _figure(5.6, 4.0, right=2.2)
+    ax = fig.add_subplot(1, 1, 1)
+    seeds = list(dict.fromkeys(label.rsplit(", ", 1)[0] for label, _, _ in curves))
+    for label, coverage, risk in curves:
+        color = COLORS[seeds.index(label.rsplit(", ", 1)[0]) % len(COLORS)]
+        dashed = label.endswith("gate PSNR")
+        ax.plot(
+            coverage, risk, linewidth=1.2, color=color, linestyle="--" if dashed else "-", label=_text(label)
+        )
+    ax.set(
+        xlim=(1.01, -0.01),
+        ylim=(0, None),
+        xlabel="coverage (share of test images kept)",
+        ylabel="selective risk",
+    )
+    ax.set_title("Risk-coverage (test; lower is better)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return _save(fig, path)

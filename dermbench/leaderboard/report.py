@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
 from dermbench.evaluation.overfitting import overfitting_report, table_rows
-from dermbench.leaderboard import plots
+from dermbench.leaderboard import plots, selective_view
 from dermbench.leaderboard.aggregate import Cell, summarize
 from dermbench.leaderboard.audit_view import audit_tables
 from dermbench.leaderboard.config import LeaderboardConfig, read_config
@@ -228,6 +228,10 @@ def _draw(
     if any(b for _, b in bins):
         plots.reliability([(label, b) for label, b in bins if b], page_dir / "reliability.png")
         images["reliability"] = "reliability.png"
+    selective = selective_view.curves(runs, [seed_label(r) for r in runs])
+    if selective:
+        plots.risk_coverage(selective, page_dir / "risk_coverage.png")
+        images["risk_coverage"] = "risk_coverage.png"
     curve_figs = []
     for n, fig in enumerate(_curves(runs)):
         name = f"roc_pr_{n}.png"
@@ -258,6 +262,8 @@ def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
         "undefined": r.test_metrics.get("undefined") or {},
         "flags": r.test_metrics.get("flags") or [],
         "ece": as_number(get_path(r.test_metrics, "calibration.ece")),
+        "selective": selective_view.seed_tables(r, seed_label(r)),
+        "gate": selective_view.gate_line(r),
         "audit_notes": audit_tables(fairness)[0],
         "audit": audit_tables(fairness)[1],
         "fairness": to_tables({k: v for k, v in fairness.items() if k != "splits"}, "fairness")
