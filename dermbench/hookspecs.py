@@ -191,19 +191,24 @@ def dermbench_default_component(kind: str) -> str | None:
 
 
 @hookspec
-def dermbench_run_start(record: dict) -> None:
+def dermbench_run_start(record: dict, run_dir: str, resumed: bool) -> None:
     """Called once a run's config is resolved and its data split, before training.
 
     :param record: the run record as first written (status ``running``); do not modify it.
+    :param run_dir: the run's folder (``record.json`` is already there; files may be added beside it).
+    :param resumed: True when this run continues one that was interrupted (the same ``run_id``).
     """
 
 
 @hookspec
-def dermbench_epoch_end(record: dict, row: dict) -> None:
+def dermbench_epoch_end(record: dict, row: dict, step: int) -> None:
     """Called after each epoch with the history row just appended.
 
     :param record: the run record so far; do not modify it.
-    :param row: the epoch's history row (stage, epoch, train and validation scores, lr, seconds).
+    :param row: the epoch's history row (stage, epoch, train and validation scores, lr, seconds,
+        and ``dataset``; ``fold`` in cross-validation).
+    :param step: the row's index in ``record["history"]``, counting over stages and folds (an epoch
+        number restarts with each stage; the step does not).
     """
 
 
@@ -213,4 +218,24 @@ def dermbench_run_finished(record: dict, run_dir: str) -> None:
 
     :param record: the complete run record.
     :param run_dir: the run's folder, holding ``record.json`` and the files it names.
+    """
+
+
+@hookspec
+def dermbench_sweep_start(sweep: dict) -> None:
+    """Called before the first run of a sweep; every run of the sweep then runs in this process.
+
+    :param sweep: ``sweep_id`` (a hash of the planned runs and their settings: the same command
+        gives the same id, so a relaunched sweep is recognised), ``preset``, ``tasks``, ``methods``,
+        ``seeds``, ``grid``, ``n_runs`` and ``out`` (the results folder).
+    """
+
+
+@hookspec
+def dermbench_sweep_finished(sweep: dict, records: list[dict], failures: list[dict]) -> None:
+    """Called after the last run of a sweep (not when the sweep itself is killed).
+
+    :param sweep: the same dict as :func:`dermbench_sweep_start` got.
+    :param records: the record of every run that completed or was already complete.
+    :param failures: ``{"run": label, "error": message}`` for each run that failed.
     """

@@ -70,6 +70,7 @@ def run_tiny(
     method: str | None = None,
     plugins: list[tuple[str, Any]] | None = None,
     task: str = "tiny3",
+    resume: bool = False,
     **settings: Any,
 ) -> dict:
     """One epoch of ``method`` (default: the plugins' default method) on the tiny synthetic task,
@@ -91,7 +92,7 @@ def run_tiny(
     cfg = resolve_config(
         reg.tasks.get(task), reg.methods.get(method or pl.default("methods")), {}, {**defaults, **settings}
     )
-    record, _ = execute(cfg, pl, progress=False, log=lambda *a: None)
+    record, _ = execute(cfg, pl, resume=resume, progress=False, log=lambda *a: None)
     return record
 
 

@@ -8,10 +8,13 @@ stopped is continued by running the same command. A sweep is asked for with a ty
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
+import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dermbench.errors import DermbenchError
@@ -162,6 +165,25 @@ def _without_unused_chain(settings: dict[str, Any], method: Any, log: Callable[.
     return {**{k: v for k, v in settings.items() if k != "chain"}, "options": options}
 
 
+def sweep_info(request: SweepRequest, runs: list[tuple]) -> dict[str, Any]:
+    """What the sweep hooks are told; ``sweep_id`` is the same whenever the same sweep is asked for."""
+    from dermbench.run.config import RunConfig
+
+    settings = {k: v for k, v in request.settings.items() if k not in ("force", "quiet")}
+    planned = [[t, m, sorted(p.items()), s] for t, m, p, s in runs]
+    ident = json.dumps([planned, settings, dict(request.file_settings)], sort_keys=True, default=str)
+    return {
+        "sweep_id": hashlib.sha1(ident.encode()).hexdigest()[:12],
+        "preset": request.preset,
+        "tasks": sorted({t for t, *_ in runs}),
+        "methods": sorted({m for _, m, *_ in runs}),
+        "seeds": list(request.seeds),
+        "grid": {k: list(v) for k, v in request.grid.items()},
+        "n_runs": len(runs),
+        "out": str(Path(settings.get("out") or request.file_settings.get("out") or RunConfig.out).resolve()),
+    }
+
+
 def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = print) -> SweepResult:
     """Run every planned run that is not already recorded; a failed run is reported, not fatal."""
     from dermbench.run.config import merge_settings, resolve_run
@@ -169,6 +191,8 @@ def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = pri
 
     runs, preset = plan(request, plugins, log)
     records, point_of, failures, said = [], {}, [], set()
+    sweep = sweep_info(request, runs)
+    plugins.sweep_start(sweep)
     for i, (task, method, point, seed) in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] {task} {method} seed {seed} " + " ".join(
             f"{k}={v}" for k, v in point.items()
@@ -187,6 +211,7 @@ def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = pri
             continue
         records.append(record)
         point_of[record["run_id"]] = point
+    plugins.sweep_finished(sweep, records, [{"run": label, "error": error} for label, error in failures])
     header, rows = [], []
     if records:
         header, rows = summarise(

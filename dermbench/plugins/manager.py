@@ -80,14 +80,20 @@ class Plugins:
         return self.registries.default_of(kind)
 
     # --- lifecycle hooks, so callers never touch pm.hook directly ---
-    def run_start(self, record: dict) -> None:
-        self.pm.hook.dermbench_run_start(record=record)
+    def run_start(self, record: dict, run_dir: str, resumed: bool) -> None:
+        self.pm.hook.dermbench_run_start(record=record, run_dir=run_dir, resumed=resumed)
 
-    def epoch_end(self, record: dict, row: dict) -> None:
-        self.pm.hook.dermbench_epoch_end(record=record, row=row)
+    def epoch_end(self, record: dict, row: dict, step: int) -> None:
+        self.pm.hook.dermbench_epoch_end(record=record, row=row, step=step)
 
     def run_finished(self, record: dict, run_dir: str) -> None:
         self.pm.hook.dermbench_run_finished(record=record, run_dir=run_dir)
+
+    def sweep_start(self, sweep: dict) -> None:
+        self.pm.hook.dermbench_sweep_start(sweep=sweep)
+
+    def sweep_finished(self, sweep: dict, records: list[dict], failures: list[dict]) -> None:
+        self.pm.hook.dermbench_sweep_finished(sweep=sweep, records=records, failures=failures)
 
 
 def new_plugin_manager() -> pluggy.PluginManager:

@@ -142,7 +142,7 @@ def epoch_logger(
     def on_row(row: dict) -> None:
         record["history"] = [r for h in fc_histories for r in h]  # record["resolved"] fills as stages start
         write_json_atomic(record_path, record)
-        plugins.epoch_end(record, row)
+        plugins.epoch_end(record, row, len(record["history"]) - 1)
         if progress:
             fold = f" fold {row['fold']}" if "fold" in row else ""
             log(
@@ -221,10 +221,11 @@ def train_and_score(
     """From the first record to the complete one: train, predict, score, audit."""
     reg = plugins.registries
     record_path = run_dir / RECORD_NAME
-    earlier = _resolved_so_far(record_path) if resume else []
+    resumed = resume and record_path.is_file()  # an interrupted run's record is there: it continues
+    earlier = _resolved_so_far(record_path) if resumed else []
     record = new_record(cfg, task, method, plugins, data, device)
     write_json_atomic(record_path, record)
-    plugins.run_start(record)
+    plugins.run_start(record, str(run_dir), resumed)
     histories: list[list[dict]] = []
     stages: list[dict] = []  # each stage's settings as used, in the record as soon as known
     record["resolved"] = {"stages": stages}
