@@ -158,6 +158,16 @@ def dermbench_register_metrics(register: Callable[[Component], None]) -> None:
 
 
 @hookspec
+def dermbench_register_launchers(register: Callable[[Component], None]) -> None:
+    """Register launchers: where and how a sweep's runs execute (``dermbench sweep --launcher NAME``).
+
+    :param register: call with a ``Component`` whose factory is a ``LauncherFactory``:
+        ``factory(options, ctx: LaunchContext) -> Launcher``; ``launcher.launch(jobs, progress) ->
+        list[JobOutcome]``. A worker runs each ``RunJob`` with ``dermbench.launch.jobs.run_job``.
+    """
+
+
+@hookspec
 def dermbench_register_methods(register: Callable[[Method], None]) -> None:
     """Register methods: recipes of named components, their defaults and protocol profiles.
 

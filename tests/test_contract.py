@@ -104,6 +104,20 @@ def spy_plugin(rec: Recorder) -> types.SimpleNamespace:
         rec.note("metrics", "product", (y, probs, frame))
         return float(len(y))
 
+    class SpyLauncher:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def launch(self, jobs, progress):
+            from dermbench.launch.jobs import run_job
+
+            rec.note("launchers", "product", (jobs, progress))
+            progress.started(len(jobs))
+            outcomes = [run_job(job, self.ctx.plugins) for job in jobs]
+            for o in outcomes:
+                progress.finished(o)
+            return outcomes
+
     makers = {
         "datasets": lambda o, path: load_synthetic(
             SyntheticOptions(n=120, label_source="task", priors=dict(TINY_TASK.synthetic_priors))
@@ -121,6 +135,7 @@ def spy_plugin(rec: Recorder) -> types.SimpleNamespace:
         "predictors": lambda o, ctx: predict,
         "explainers": lambda o, ctx: explain,
         "metrics": lambda o, task: metric,
+        "launchers": lambda o, ctx: SpyLauncher(ctx),
     }
     options = {"optimizers": LrOptions}
     stage = StageRecipe(
@@ -185,6 +200,15 @@ def spied(tmp_path_factory) -> Recorder:
         explain_run(run_dir, n=1, progress=False, log=lambda *a: None, explainer="spy_explainers")
     finally:
         manager._cached = saved
+    from dermbench.launch.sweep import SweepRequest, run_sweep
+
+    settings = {"profile": "smoke", "model": "tinycnn", "synthetic_n": 120, "out": str(tmp / "sweep"),
+                "cache_dir": str(tmp / "cache"), "device": "cpu"}  # fmt: skip
+    request = SweepRequest(
+        tasks=("tiny3",), methods=("erm",), settings=settings, quiet=True, launcher="spy_launchers"
+    )
+    result = run_sweep(request, run_tiny_plugins(plugin), log=lambda *a: None)
+    assert result.failures == [] and len(result.records) == 1
     return rec
 
 

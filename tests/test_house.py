@@ -17,6 +17,7 @@ IMPLEMENTS = {
     "data/synthetic.py": {"synthetic"},
     "stages/batch_mix.py": {"mixup", "cutmix"},
     "stages/pretrain_vae.py": {"vae_pretrain"},
+    "launch/submitit_launcher.py": {"local"},  # submitit's name of its local executor, not the launcher
 }
 FOLDERS = ("builtin", "cli", "data", "evaluation", "explain", "gate", "launch", "leaderboard", "models",
            "plugins", "predict", "run", "stages")  # fmt: skip

@@ -12,6 +12,7 @@ DEFAULTS = {
     "losses": "ce",
     "optimizers": "adam",
     "explainers": "gradcampp",
+    "launchers": "local",
 }
 
 

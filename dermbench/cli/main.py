@@ -178,6 +178,34 @@ def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
     return grid
 
 
+LAUNCHER_FLAGS = (
+    ("--address", "ray: a running cluster (host:port, ray://host:port, auto); default: a local Ray"),
+    ("--cpus-per-run", "ray, submitit: CPUs of each run"),
+    ("--gpus-per-run", "ray: GPUs of each run (fractions pack runs on a GPU); submitit: of each task"),
+    ("--retries", "ray, submitit: times a run whose worker died is tried again (default 2)"),
+    ("--partition", "submitit: SLURM partition"),
+    ("--timeout-min", "submitit: time limit of each array task in minutes (default 60)"),
+    ("--array-parallelism", "submitit: array tasks at once (default 16)"),
+    ("--runs-per-task", "submitit: runs in each array task, one after another (default 1)"),
+    ("--cluster", "submitit: slurm, local or debug (default: slurm where sbatch is, else local)"),
+)
+
+
+def _add_launcher_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("launcher (docs/cluster.md)")
+    g.add_argument(
+        "--launcher", help="local (default: one after another here) | ray | submitit, or a plugin's"
+    )
+    for flag, text in LAUNCHER_FLAGS:  # strings: the launcher's typed options parse them
+        g.add_argument(flag, default=None, help=text)
+
+
+def launcher_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The launcher flags given, as options of the chosen launcher (``--timeout-min`` -> ``timeout_min``)."""
+    names = [flag[2:].replace("-", "_") for flag, _ in LAUNCHER_FLAGS]
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def _split_list(s: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (s or "").split(",") if x.strip())
 
@@ -202,6 +230,8 @@ def sweep_request(args: argparse.Namespace) -> Any:
         force=args.force,
         quiet=args.quiet,
         summary_csv=args.summary_csv,
+        launcher=args.launcher,
+        launcher_options=launcher_options(args),
     )
 
 
@@ -370,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="values to sweep (repeatable)")
     p.add_argument("--summary-csv", help="also write the summary table as CSV")
+    _add_launcher_flags(p)
     _add_run_flags(p)
     p.set_defaults(func=cmd_sweep)
 

@@ -8,6 +8,7 @@ stopped is continued by running the same command. A sweep is asked for with a ty
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermbench.errors import DermbenchError
+from dermbench.errors import ConfigError, DermbenchError
 from dermbench.evaluation.metrics import resolve_metric
 
 DEFAULT_COLUMNS = ("macro_f1", "balanced_accuracy")
@@ -41,6 +42,8 @@ class SweepRequest:
     force: bool = False
     quiet: bool = False
     summary_csv: str | None = None
+    launcher: str | None = None  # None: the plugins' default launcher (local)
+    launcher_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,15 +187,48 @@ def sweep_info(request: SweepRequest, runs: list[tuple]) -> dict[str, Any]:
     }
 
 
-def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = print) -> SweepResult:
-    """Run every planned run that is not already recorded; a failed run is reported, not fatal."""
-    from dermbench.run.config import merge_settings, resolve_run
-    from dermbench.run.pipeline import execute
+def build_launcher(request: SweepRequest, plugins: Any, log: Callable[..., Any]) -> Any:
+    """The request's launcher (the plugins' default when it names none), built before any run."""
+    from dermbench.plugins.contract import LaunchContext
+    from dermbench.run.config import RunConfig
 
-    runs, preset = plan(request, plugins, log)
-    records, point_of, failures, said = [], {}, [], set()
-    sweep = sweep_info(request, runs)
-    plugins.sweep_start(sweep)
+    name = request.launcher or plugins.default("launchers")
+    registry = plugins.registries.launchers
+    if name not in registry:
+        raise ConfigError(f"--launcher {name!r}: no such launcher (known: {', '.join(registry.names())})")
+    fields = {f.name for f in dataclasses.fields(registry.get(name).options)}
+    foreign = sorted(set(request.launcher_options) - fields)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        takes = ", ".join("--" + f.replace("_", "-") for f in sorted(fields)) or "none"
+        raise ConfigError(f"{flags}: not an option of launcher {name} (its options: {takes})")
+    out = str(request.settings.get("out") or request.file_settings.get("out") or RunConfig.out)
+    ctx = LaunchContext(out=out, quiet=request.quiet, log=log, plugins=plugins)
+    return registry.build(name, dict(request.launcher_options), ctx)
+
+
+@dataclass
+class _Planned:
+    """The sweep's runs on the driver: the jobs to send, what was already complete, what failed."""
+
+    jobs: list[Any] = field(default_factory=list)
+    done: dict[int, dict] = field(default_factory=dict)  # index -> record
+    run_dirs: dict[int, Any] = field(default_factory=dict)
+    points: dict[int, dict] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _prepare_jobs(
+    request: SweepRequest, plugins: Any, runs: list[tuple], progress: Any, log: Callable
+) -> _Planned:
+    """Resolve every run's config; skip the complete ones; the rest become jobs."""
+    from dermbench.launch.jobs import clear_for_force
+    from dermbench.plugins.contract import RunJob
+    from dermbench.run.config import merge_settings, resolve_run
+    from dermbench.run.pipeline import run_dir_for
+    from dermbench.run.record import RECORD_NAME, read_record
+
+    planned, said = _Planned(), set()
     for i, (task, method, point, seed) in enumerate(runs, 1):
         label = f"[{i}/{len(runs)}] {task} {method} seed {seed} " + " ".join(
             f"{k}={v}" for k, v in point.items()
@@ -201,16 +237,52 @@ def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = pri
             settings = merge_settings(request.settings, {**point_settings(point), "seed": seed})
             settings = for_method(settings, plugins.registries.methods.get(method), log, said)
             cfg = resolve_run(plugins, task, method, request.file_settings, settings)
-            log(label)
-            record, _ = execute(
-                cfg, plugins, resume=True, force=request.force, progress=not request.quiet, log=log
-            )
         except DermbenchError as exc:
             log(f"{label}: FAILED: {exc}")
-            failures.append((label, str(exc)))
+            planned.failures.append((label, str(exc)))
+            progress.failed += 1
             continue
-        records.append(record)
-        point_of[record["run_id"]] = point
+        run_dir = run_dir_for(cfg)
+        planned.run_dirs[i], planned.points[i] = run_dir, point
+        record_path = run_dir / RECORD_NAME
+        if (
+            record_path.is_file()
+            and not request.force
+            and (rec := read_record(record_path)).get("status") == "complete"
+        ):
+            log(
+                f"{label}: already complete with the same resolved config: {record_path} (use --force to run again)"
+            )
+            planned.done[i] = rec
+            progress.skip()
+            continue
+        if request.force:
+            clear_for_force(run_dir)
+        planned.jobs.append(RunJob(i, label, cfg, plugins.extra, plugins.autoload, request.quiet))
+    return planned
+
+
+def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = print) -> SweepResult:
+    """Run every planned run that is not already recorded, through the request's launcher; a failed
+    run is reported, not fatal. Records land in the results folder (see ``dermbench.launch.jobs``)."""
+    from dermbench.launch.jobs import land
+    from dermbench.launch.progress import SweepProgress
+
+    runs, preset = plan(request, plugins, log)
+    launcher = build_launcher(request, plugins, log)
+    progress = SweepProgress(len(runs), log)
+    planned = _prepare_jobs(request, plugins, runs, progress, log)
+    sweep = sweep_info(request, runs)
+    plugins.sweep_start(sweep)
+    for outcome in launcher.launch(planned.jobs, progress) if planned.jobs else []:
+        if outcome.record is None:
+            planned.failures.append((outcome.label, str(outcome.error)))
+            continue
+        land(outcome, planned.run_dirs[outcome.index])
+        planned.done[outcome.index] = outcome.record
+    records = [planned.done[i] for i in sorted(planned.done)]
+    point_of = {planned.done[i]["run_id"]: planned.points[i] for i in planned.done}
+    failures = planned.failures
     plugins.sweep_finished(sweep, records, [{"run": label, "error": error} for label, error in failures])
     header, rows = [], []
     if records:

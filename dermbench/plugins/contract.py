@@ -93,6 +93,46 @@ class ExplainerContext:
 
 
 @dataclass(frozen=True)
+class LaunchContext:
+    """Where a sweep's records land (``out``, on the driver), how loudly to say what happens, and
+    the driver's ``plugins`` (for a launcher that runs the jobs in the driver's own process)."""
+
+    out: str
+    quiet: bool = False
+    log: Callable[[str], Any] = print
+    plugins: Any = None
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run of a sweep, as a launcher ships it to a worker (picklable).
+
+    ``cfg`` is the run's resolved ``RunConfig``; ``plugin_extra`` and ``plugin_autoload`` rebuild on
+    the worker the plugins the driver had (``load_plugins(plugin_extra, plugin_autoload)``).
+    """
+
+    index: int
+    label: str
+    cfg: Any
+    plugin_extra: tuple = ()
+    plugin_autoload: bool = True
+    quiet: bool = True
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What came back from a run: its record (None when it failed), the error, and the run
+    folder's files (relative path -> bytes, checkpoints left on the worker) so that the record
+    lands in the driver's results folder whether or not the workers share its filesystem."""
+
+    index: int
+    label: str
+    record: dict | None
+    error: str | None = None
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class BatchContext:
     """A batch transform mixes images of a task with ``num_classes`` classes."""
 
@@ -228,6 +268,17 @@ class Explainer(Protocol):
     ) -> list: ...
 
 
+class LauncherFactory(Protocol):
+    def __call__(self, options: Any, ctx: LaunchContext, /) -> Launcher: ...
+
+
+class Launcher(Protocol):
+    """Runs a sweep's jobs wherever it runs them; ``progress.started(n)`` when jobs leave,
+    ``progress.finished(outcome)`` as each comes back; one outcome per job, any order."""
+
+    def launch(self, jobs: Sequence[RunJob], progress: Any, /) -> list[JobOutcome]: ...
+
+
 class MetricFactory(Protocol):
     def __call__(self, options: Any, task: Task, /) -> Metric: ...
 
@@ -271,6 +322,9 @@ CONTRACTS: dict[str, Contract] = {
         Contract("predictors", "Component", PredictorFactory, Predictor, summary="test-time augmentation"),
         Contract("explainers", "Component", ExplainerFactory, Explainer, summary="saliency overlays"),
         Contract("metrics", "Component", MetricFactory, Metric, summary="extra metrics on every split"),
+        Contract(
+            "launchers", "Component", LauncherFactory, Launcher, "launch", "where a sweep's runs execute"
+        ),
         Contract("methods", "Method", summary="a recipe naming components and their defaults"),
         Contract("sweeps", "SweepPreset", summary="a named grid of runs"),
     )

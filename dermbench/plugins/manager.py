@@ -41,6 +41,7 @@ BUILTIN_MODULES = (
     "dermbench.builtin.posthoc",
     "dermbench.builtin.samplers",
     "dermbench.builtin.explainers",
+    "dermbench.builtin.launchers",
     "dermbench.builtin.methods",
     "dermbench.builtin.defaults",
 )
@@ -62,6 +63,8 @@ class Plugins:
     pm: pluggy.PluginManager
     registries: Registries
     info: list[PluginInfo] = field(default_factory=list)
+    extra: tuple = ()  # how it was built, so a sweep's worker can build the same set
+    autoload: bool = True
 
     @property
     def failures(self) -> list[PluginInfo]:
@@ -196,7 +199,8 @@ def load_plugins(extra: list[tuple[str, Any]] | None = None, autoload: bool | No
         name = loader.pm.hook.dermbench_default_component(kind=kind)
         if name:
             loader.registries.defaults[kind] = name
-    return Plugins(pm=loader.pm, registries=loader.registries, info=loader.info)
+    return Plugins(pm=loader.pm, registries=loader.registries, info=loader.info, extra=tuple(extra or ()),
+                   autoload=bool(autoload))  # fmt: skip
 
 
 def _unregister(pm: pluggy.PluginManager, name: str) -> None:

@@ -1,0 +1,119 @@
+"""The ``submitit`` launcher: a sweep as one SLURM job array (or submitit's local executor).
+
+``--partition``, ``--timeout-min`` and ``--array-parallelism`` are SLURM's; ``--runs-per-task N``
+puts N runs in each array task, one after another, where runs are short (a task that starts its
+Python and imports torch costs more than a small run). A task is ``Checkpointable``: when SLURM
+pre-empts it or its time runs out, submitit requeues it, and its runs continue (a finished run is
+found complete and not run again; the interrupted one resumes from its last checkpoint). A task
+that dies otherwise is submitted again, at most ``--retries`` times, then its unfinished runs are
+reported failed. Without SLURM (no ``sbatch``), or with ``--cluster local``, the jobs run in local
+subprocesses, which is what the tests and a laptop use. Needs ``pip install 'dermbench[slurm]'``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermbench.errors import ConfigError
+from dermbench.launch.jobs import run_job
+from dermbench.plugins.contract import JobOutcome, LaunchContext, RunJob
+
+CLUSTERS = ("", "slurm", "local", "debug")
+POLL_S = 1.0
+
+
+def _help(default: object, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class SubmititOptions:
+    partition: str = _help("", "SLURM partition ('': the cluster's default)")
+    timeout_min: int = _help(60, "time limit of each array task, in minutes")
+    array_parallelism: int = _help(16, "array tasks running at once")
+    runs_per_task: int = _help(1, "runs in each array task, one after another")
+    cpus_per_run: int = _help(2, "CPUs of each array task")
+    gpus_per_run: int = _help(0, "GPUs of each array task")
+    retries: int = _help(2, "times a task that died is submitted again")
+    cluster: str = _help("", "'' (SLURM when sbatch is there, else local), slurm, local or debug")
+    folder: str = _help("", "submitit's logs and pickles ('': <results>/.submitit)")
+
+
+def _chunk_task_class() -> type:
+    import submitit
+
+    class ChunkTask(submitit.helpers.Checkpointable):
+        """An array task: its runs one after another; requeued as it is on pre-emption."""
+
+        def __call__(self, jobs: list[RunJob]) -> list[JobOutcome]:
+            return [run_job(job) for job in jobs]
+
+    return ChunkTask
+
+
+class SubmititLauncher:
+    def __init__(self, options: SubmititOptions, ctx: LaunchContext) -> None:
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise ConfigError("--launcher submitit needs submitit: pip install 'dermbench[slurm]'") from None
+        if options.cluster not in CLUSTERS:
+            known = ", ".join(repr(c) for c in CLUSTERS)
+            raise ConfigError(f"launcher submitit: cluster must be one of {known}, got {options.cluster!r}")
+        if (
+            min(options.runs_per_task, options.array_parallelism, options.timeout_min) < 1
+            or options.retries < 0
+        ):
+            raise ConfigError(
+                "launcher submitit: runs_per_task, array_parallelism and timeout_min must be at least 1, retries at least 0"
+            )
+        self.options, self.ctx = options, ctx
+
+    def executor(self) -> Any:
+        import submitit
+
+        o = self.options
+        folder = Path(o.folder or Path(self.ctx.out) / ".submitit") / "%j"
+        ex = submitit.AutoExecutor(folder=str(folder), cluster=o.cluster or None)
+        params: dict[str, Any] = {"timeout_min": o.timeout_min, "cpus_per_task": o.cpus_per_run,
+                                  "slurm_array_parallelism": o.array_parallelism, "name": "dermbench-sweep"}  # fmt: skip
+        if o.gpus_per_run:
+            params["gpus_per_node"] = o.gpus_per_run
+        if o.partition:
+            params["slurm_partition"] = o.partition
+        ex.update_parameters(**params)
+        return ex
+
+    def launch(self, jobs: list[RunJob], progress: Any) -> list[JobOutcome]:
+        k = self.options.runs_per_task
+        chunks = [list(jobs[i : i + k]) for i in range(0, len(jobs), k)]
+        ex, task = self.executor(), _chunk_task_class()()
+        submitted = dict(zip(ex.map_array(task, chunks), [(c, 0) for c in chunks], strict=True))
+        progress.started(len(jobs))
+        outcomes: list[JobOutcome] = []
+        while submitted:
+            for job in [j for j in submitted if j.done()]:
+                chunk, attempt = submitted.pop(job)
+                try:
+                    results = job.result()
+                except Exception as exc:  # the task died: submit it again, or give its runs up
+                    if attempt < self.options.retries:
+                        self.ctx.log(
+                            f"array task {job.job_id} died ({type(exc).__name__}); submitting its runs again"
+                        )
+                        submitted[ex.submit(task, chunk)] = (chunk, attempt + 1)
+                        continue
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    results = [
+                        JobOutcome(j.index, j.label, None, f"its task failed {attempt + 1} time(s): {first}")
+                        for j in chunk
+                    ]
+                for r in results:
+                    outcomes.append(r)
+                    progress.finished(r)
+            if submitted:
+                time.sleep(POLL_S)
+        return outcomes
