@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -142,18 +143,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dermbench.cli.textreport import format_record
     from dermbench.plugins import get_plugins
     from dermbench.run.pipeline import execute
+    from dermbench.stages import distributed
 
     _warn_plugin_failures()
-    cfg = _resolve(args.task, args.method, args)
-    if not args.quiet:
+    dist = distributed.init_from_env()  # under torchrun: join the process group (docs/cluster.md)
+    cfg = distributed.cfg_for_rank(_resolve(args.task, args.method, args), args.resume)
+    quiet = args.quiet or not dist.main
+    if not quiet:
         where = ", ".join(f"{k}={v}" for k, v in cfg.data.items()) or "built-in SYNTHETIC sample"
         print(
             f"dermbench {__version__}: task {cfg.task}, method {cfg.method}, profile {cfg.profile}, data: {where}"
+            + (f", {dist.world} processes" if dist.active else "")
         )
-    record, run_dir = execute(
-        cfg, get_plugins(), resume=args.resume, force=args.force, progress=not args.quiet
-    )
-    print(format_record(record, str(run_dir)))
+    try:
+        record, run_dir = execute(
+            cfg, get_plugins(), resume=args.resume, force=args.force, progress=not quiet
+        )
+    finally:
+        if not dist.main:  # another rank's scratch results: rank 0 wrote the run
+            shutil.rmtree(cfg.out, ignore_errors=True)
+    if dist.main:
+        print(format_record(record, str(run_dir)))
     return 0
 
 
@@ -239,7 +249,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from dermbench.cli.textreport import table
     from dermbench.launch.sweep import run_sweep
     from dermbench.plugins import get_plugins
+    from dermbench.stages.distributed import launched_by_torchrun
 
+    if launched_by_torchrun():
+        raise ConfigError(
+            "dermbench sweep under torchrun: use --launcher to spread a sweep; torchrun is for one run"
+        )
     _warn_plugin_failures()
     result = run_sweep(sweep_request(args), get_plugins())
     if result.rows:

@@ -29,6 +29,7 @@ from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models
 from dermbench.run.record import RECORD_NAME, SCHEMA, environment, now, read_record, write_json_atomic
 from dermbench.run.scoring import score
 from dermbench.run.slots import check_option_slots
+from dermbench.stages import distributed
 from dermbench.stages.checkpoints import CHECKPOINTS, LAST
 from dermbench.stages.device import describe_input_stats, device_name, pick_device
 from dermbench.tasks import Task, resolve_task
@@ -123,7 +124,7 @@ def new_record(
             "recipe": method.to_dict(),
         },
         "config": cfg.to_dict(),
-        "environment": environment(device_name(device), plugins.versions()),
+        "environment": environment(device_name(device), plugins.versions(), distributed.current().world),
         "data": data.info,
         "history": [],
         "best_epoch": None,

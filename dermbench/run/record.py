@@ -103,11 +103,15 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def environment(device: str, plugin_versions: dict[str, str | None]) -> dict[str, Any]:
-    return {
+def environment(device: str, plugin_versions: dict[str, str | None], processes: int = 1) -> dict[str, Any]:
+    """Where the run ran; ``processes`` > 1 under torchrun (DistributedDataParallel, docs/cluster.md)."""
+    out = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
         "packages": package_versions(),
         "plugins": plugin_versions,
     }
+    if processes > 1:
+        out["processes"] = processes
+    return out

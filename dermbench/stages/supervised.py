@@ -31,6 +31,7 @@ from dermbench.models.parts import classifier_module, classifier_param_ids, trai
 from dermbench.plugins.contract import BatchContext, LossContext, OptimContext, StageContext, StageResult
 from dermbench.plugins.options import options_to_dict
 from dermbench.predict.logits import predict_logits
+from dermbench.stages import distributed
 from dermbench.stages.augment import augment
 from dermbench.stages.checkpoints import LAST, atomic_save, best_name, load_weights
 from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
@@ -185,10 +186,12 @@ def train_one_epoch(
         parts.optimizer.train()
     tot_loss, preds, targets = torch.zeros((), device=device), [], []  # summed on the device: no host sync
     stats = input_stats(model)
+    net, world = distributed.training_module(model), distributed.current().world  # DDP under torchrun
     for start in _progress(range(0, len(order), cfg.batch_size), ctx.progress, desc):
-        idx = torch.as_tensor(order[start : start + cfg.batch_size])
-        if len(idx) < 2 and len(order) > 1:
-            continue  # a batch of one breaks batch norm; its image is seen again next epoch
+        batch = order[start : start + cfg.batch_size]
+        if len(batch) < 2 * world and len(order) > 1:
+            continue  # a batch of one (per rank) breaks batch norm; its image is seen again next epoch
+        idx = torch.as_tensor(distributed.shard(batch))
         x = normalise(augment(to_float01(ctx.train.images[idx], device), cfg.augment, gen), stats)
         y = torch.as_tensor(ctx.train.y[idx.numpy()], device=device)
         loss_target: Any = y
@@ -196,7 +199,7 @@ def train_one_epoch(
             mixed = parts.batch_transform(x, y, gen)
             x, loss_target = mixed.images, mixed.targets
         with autocast(device):
-            logits = model(to_model_layout(x))
+            logits = net(to_model_layout(x))
         loss = mixed_loss(parts.loss_fn, logits.float(), loss_target)
         parts.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -206,7 +209,7 @@ def train_one_epoch(
         tot_loss += loss.detach() * len(idx)
         preds.append(logits.detach().argmax(1))
         targets.append(y)
-    return _epoch_scores(tot_loss, preds, targets)
+    return _epoch_scores(*distributed.gather_epoch(tot_loss, preds, targets))
 
 
 def _epoch_scores(tot_loss: torch.Tensor, preds: list, targets: list) -> dict:
