@@ -13,38 +13,35 @@ transposed convolutions ending in a sigmoid, on images in [0, 1].
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from dermbench.errors import ConfigError
-
-
-def _help(default: object, text: str) -> object:
-    return field(default=default, metadata={"help": text})
+from dermbench.plugins.options import option
 
 
 @dataclass(frozen=True)
 class GateOptions:
-    latent_dim: int = _help(200, "size of the bottleneck (the paper's Table 1 spans 32-256; best 200)")
-    depth: int = _help(4, "stride-2 convolutions in the encoder (the image size must divide by 2^depth)")
-    channels: int = _help(32, "channels of the first convolution, doubling at each")
-    lr: float = _help(1e-3, "Adam learning rate (Table 1: 1e-4 to 1e-2; best 1e-3)")
-    batch_size: int = _help(16, "images per batch (Table 1: 8-32; best 16)")
-    epochs: int = _help(10, "training epochs (Table 1: 1-20; best 10)")
-    threshold_db: float = _help(
+    latent_dim: int = option(200, "size of the bottleneck (the paper's Table 1 spans 32-256; best 200)")
+    depth: int = option(4, "stride-2 convolutions in the encoder (the image size must divide by 2^depth)")
+    channels: int = option(32, "channels of the first convolution, doubling at each")
+    lr: float = option(1e-3, "Adam learning rate (Table 1: 1e-4 to 1e-2; best 1e-3)")
+    batch_size: int = option(16, "images per batch (Table 1: 8-32; best 16)")
+    epochs: int = option(10, "training epochs (Table 1: 1-20; best 10)")
+    threshold_db: float = option(
         25.0, "accept an image whose reconstruction PSNR exceeds this (the paper's 25 dB)"
     )
-    accept_rate: float = _help(
+    accept_rate: float = option(
         0.0, "if > 0: set the threshold on validation so this share of images is accepted"
     )
-    sharpness_reject_rate: float = _help(
+    sharpness_reject_rate: float = option(
         0.01,
         "also refuse images flatter (variance of the Laplacian) than this share of validation images; 0: off",
     )
-    seed: int = _help(0, "seed of the gate's training (apart from the run's)")
-    key: str = _help("", "use this stored gate instead of training one (must exist and fit the run)")
+    seed: int = option(0, "seed of the gate's training (apart from the run's)")
+    key: str = option("", "use this stored gate instead of training one (must exist and fit the run)")
 
 
 class ConvAutoencoder(nn.Module):

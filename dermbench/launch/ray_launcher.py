@@ -12,25 +12,22 @@ run itself (a bad image, a diverging loss) is not retried. Needs ``pip install '
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from dermbench.errors import ConfigError
 from dermbench.launch.jobs import run_job
 from dermbench.plugins.contract import JobOutcome, LaunchContext, RunJob
-
-
-def _help(default: object, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
+from dermbench.plugins.options import option
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    address: str = _help("", "a running cluster: host:port, ray://host:port or auto ('': start a local Ray)")
-    cpus_per_run: float = _help(1.0, "CPUs each run asks for")
-    gpus_per_run: float = _help(0.0, "GPUs each run asks for; fractions pack several runs on one GPU")
-    retries: int = _help(2, "times a run whose worker died is tried again (from its last checkpoint)")
-    local_cpus: int = _help(0, "CPUs of the local Ray started without --address (0: all)")
+    address: str = option("", "a running cluster: host:port, ray://host:port or auto ('': start a local Ray)")
+    cpus_per_run: float = option(1.0, "CPUs each run asks for")
+    gpus_per_run: float = option(0.0, "GPUs each run asks for; fractions pack several runs on one GPU")
+    retries: int = option(2, "times a run whose worker died is tried again (from its last checkpoint)")
+    local_cpus: int = option(0, "CPUs of the local Ray started without --address (0: all)")
 
 
 def _check_reachable(address: str) -> None:

@@ -13,33 +13,30 @@ subprocesses, which is what the tests and a laptop use. Needs ``pip install 'der
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dermbench.errors import ConfigError
 from dermbench.launch.jobs import run_job
 from dermbench.plugins.contract import JobOutcome, LaunchContext, RunJob
+from dermbench.plugins.options import option
 
 CLUSTERS = ("", "slurm", "local", "debug")
 POLL_S = 1.0
 
 
-def _help(default: object, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True)
 class SubmititOptions:
-    partition: str = _help("", "SLURM partition ('': the cluster's default)")
-    timeout_min: int = _help(60, "time limit of each array task, in minutes")
-    array_parallelism: int = _help(16, "array tasks running at once")
-    runs_per_task: int = _help(1, "runs in each array task, one after another")
-    cpus_per_run: int = _help(2, "CPUs of each array task")
-    gpus_per_run: int = _help(0, "GPUs of each array task")
-    retries: int = _help(2, "times a task that died is submitted again")
-    cluster: str = _help("", "'' (SLURM when sbatch is there, else local), slurm, local or debug")
-    folder: str = _help("", "submitit's logs and pickles ('': <results>/.submitit)")
+    partition: str = option("", "SLURM partition ('': the cluster's default)")
+    timeout_min: int = option(60, "time limit of each array task, in minutes")
+    array_parallelism: int = option(16, "array tasks running at once")
+    runs_per_task: int = option(1, "runs in each array task, one after another")
+    cpus_per_run: int = option(2, "CPUs of each array task")
+    gpus_per_run: int = option(0, "GPUs of each array task")
+    retries: int = option(2, "times a task that died is submitted again")
+    cluster: str = option("", "'' (SLURM when sbatch is there, else local), slurm, local or debug")
+    folder: str = option("", "submitit's logs and pickles ('': <results>/.submitit)")
 
 
 def _chunk_task_class() -> type:

@@ -15,6 +15,11 @@ from typing import Any
 from dermbench.errors import ConfigError
 
 
+def option(default: Any, help: str) -> Any:
+    """A dataclass field with its default and the help text ``dermbench list KIND -v`` shows."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def _parse_value(kind: Any, raw: Any, where: str, name: str) -> Any:
     if isinstance(raw, list) and (typing.get_origin(kind) is tuple or kind is tuple):
         return tuple(raw)  # a TOML array for a tuple field: frozen like the CLI's value

@@ -7,32 +7,29 @@ Plain dataclasses without torch, so that listing components (``dermbench list st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-
-def _help(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
+from dermbench.plugins.options import option
 
 
 @dataclass(frozen=True)
 class VAEPretrainOptions:
-    latent_dim: int = _help(256, "size of mu and of log-variance")
-    optimizer: str = _help("", "a registered optimizer (empty: the recipe's, else the default one)")
-    lr: float = _help(1e-4, "learning rate of the optimizer (the paper prints 1e-8: see the method's docs)")
-    weight_decay: float = _help(0.05, "weight decay")
-    batch_size: int = _help(0, "images per batch (0: the run's batch size)")
-    kl_schedule: str = _help("linear", "KL warm-up: linear | cyclical | constant")
-    warmup_fraction: float = _help(0.5, "linear: fraction of the steps over which beta rises to beta_max")
-    cycles: int = _help(4, "cyclical: number of cycles")
-    cycle_ratio: float = _help(0.5, "cyclical: fraction of each cycle over which beta rises")
-    beta_max: float = _help(1.0, "largest KL weight")
-    decoder_blocks: int = _help(0, "ConvNeXt blocks per decoder stage (0: as many as the encoder stage)")
-    augment: str = _help("flips", "augmentation of the pretraining images: none | flips | standard")
-    pretrain_seed: int = _help(0, "seed of the pretraining (apart from the run's seed)")
-    use_train: bool = _help(True, "pretrain on the run's training split (plus any --pretrain-data)")
-    encoder: str = _help("", "key of a stored encoder to use instead of pretraining (must exist)")
-    store: str = _help("", "store folder (empty: <results folder>/pretrained)")
-    grid: int = _help(8, "images in the reconstruction grid")
+    latent_dim: int = option(256, "size of mu and of log-variance")
+    optimizer: str = option("", "a registered optimizer (empty: the recipe's, else the default one)")
+    lr: float = option(1e-4, "learning rate of the optimizer (the paper prints 1e-8: see the method's docs)")
+    weight_decay: float = option(0.05, "weight decay")
+    batch_size: int = option(0, "images per batch (0: the run's batch size)")
+    kl_schedule: str = option("linear", "KL warm-up: linear | cyclical | constant")
+    warmup_fraction: float = option(0.5, "linear: fraction of the steps over which beta rises to beta_max")
+    cycles: int = option(4, "cyclical: number of cycles")
+    cycle_ratio: float = option(0.5, "cyclical: fraction of each cycle over which beta rises")
+    beta_max: float = option(1.0, "largest KL weight")
+    decoder_blocks: int = option(0, "ConvNeXt blocks per decoder stage (0: as many as the encoder stage)")
+    augment: str = option("flips", "augmentation of the pretraining images: none | flips | standard")
+    pretrain_seed: int = option(0, "seed of the pretraining (apart from the run's seed)")
+    use_train: bool = option(True, "pretrain on the run's training split (plus any --pretrain-data)")
+    encoder: str = option("", "key of a stored encoder to use instead of pretraining (must exist)")
+    store: str = option("", "store folder (empty: <results folder>/pretrained)")
+    grid: int = option(8, "images in the reconstruction grid")
 
 
 @dataclass(frozen=True)
