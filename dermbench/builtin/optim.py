@@ -12,6 +12,7 @@ from dermbench.components import Component
 from dermbench.errors import ConfigError
 from dermbench.hookspecs import hookimpl
 from dermbench.plugins.contract import OptimContext
+from dermbench.plugins.options import option
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,33 @@ def make_cosine(options: CosineOptions, optimizer: torch.optim.Optimizer, ctx: O
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max, eta_min=options.eta_min)
 
 
+@dataclass(frozen=True)
+class MultiStepOptions:
+    milestones: tuple[float, ...] = option(
+        (0.5, 0.75), "fractions of the stage's epochs at which lr is multiplied by gamma"
+    )
+    gamma: float = option(0.1, "the factor at each milestone")
+
+
+def multistep_milestones(fractions: tuple[float, ...], epochs: int) -> list[int]:
+    """The epochs (counted from 0) at which the rate drops, as ``MultiStepLR(milestones=[f * epochs])``
+    applies them: a milestone that is not a whole epoch (7.5 of 10) is never reached, so it drops
+    nothing. This is how MedMNIST's experiments script (``milestones = [0.5 * num_epochs, 0.75 *
+    num_epochs]``) behaves: at 10 epochs it decays once, at epoch 5; at 100, at 50 and 75."""
+    return sorted({int(m) for f in fractions if float(m := f * epochs).is_integer()})
+
+
+def make_multistep(options: MultiStepOptions, optimizer: torch.optim.Optimizer, ctx: OptimContext) -> Any:
+    import torch
+
+    if any(not 0 < f <= 1 for f in options.milestones):
+        raise ConfigError(
+            f"scheduler multistep: milestones must be fractions in (0, 1], got {options.milestones}"
+        )
+    milestones = multistep_milestones(tuple(options.milestones), max(ctx.epochs, 1))
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=options.gamma)
+
+
 MONITORS = {"val_loss": "min", "val_macro_f1": "max", "val_accuracy": "max"}
 
 
@@ -186,6 +214,14 @@ def dermbench_register_schedulers(register):
     )
     register(
         Component("cosine", make_cosine, "Cosine annealing over the stage's epochs", options=CosineOptions)
+    )
+    register(
+        Component(
+            "multistep",
+            make_multistep,
+            "Multi-step decay: lr x gamma at fractions of the epochs (MedMNIST's)",
+            options=MultiStepOptions,
+        )  # fmt: skip
     )
     register(
         Component(

@@ -32,7 +32,10 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         "--early-stopping",
         {"type": int, "metavar": "PATIENCE", "help": "stop after PATIENCE epochs without improvement"},
     ),
-    ("--select", {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy"}),
+    (
+        "--select",
+        {"help": "checkpoint to score: last | val_macro_f1 | val_loss | val_accuracy | val_macro_auc"},
+    ),
     ("--augment", {"help": "none | flips | standard | affine_brightness"}),
     ("--resize", {"help": "how images are squashed to --image-size: bilinear (default) | nearest"}),
     ("--split-fractions", {"help": "train,val,test shares of the seeded split (default 0.7,0.15,0.15)"}),

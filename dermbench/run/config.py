@@ -78,7 +78,7 @@ class RunConfig:
     lr: float | None = None  # None: the method's optimizer default
     weight_decay: float | None = None
     early_stopping: int | None = None  # patience in epochs on the selection metric
-    select: str = "last"  # checkpoint scored: last | val_macro_f1 | val_loss | val_accuracy
+    select: str = "last"  # checkpoint scored: last | val_macro_f1 | val_loss | val_accuracy | val_macro_auc
     augment: str = "flips"  # none | flips | standard | affine_brightness
     resize: str = "bilinear"  # how images are squashed to image_size: bilinear | nearest
     sampler: str = ""  # a registered sampler (e.g. balanced); empty: the method's, else shuffling

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-MODES = {"last": None, "val_macro_f1": "max", "val_accuracy": "max", "val_loss": "min"}
+MODES = {
+    "last": None,
+    "val_macro_f1": "max",
+    "val_accuracy": "max",
+    "val_loss": "min",
+    "val_macro_auc": "max",
+}
 
 
 class Selection:
@@ -31,7 +37,10 @@ class Selection:
         """Take one epoch's history row; True when it is the new best (its weights should be kept)."""
         if not self.active:
             return False
-        score = row[self.metric]
+        score = row.get(self.metric)
+        if score is None:  # undefined this epoch (an AUC with one class in validation): no improvement
+            self.bad_epochs += 1
+            return False
         improved = self.best is None or (score > self.best if self.mode == "max" else score < self.best)
         if improved:
             self.best, self.best_epoch, self.bad_epochs = score, epoch, 0

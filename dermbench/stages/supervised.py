@@ -26,6 +26,7 @@ from torch import nn
 from dermbench.components import Ref
 from dermbench.data.split_data import SplitData
 from dermbench.errors import ConfigError, TrainingError
+from dermbench.evaluation.weighted import macro_auc, ones
 from dermbench.models.blocks import Block, block_map, freeze_frozen_norms, set_trainable, trainable_at
 from dermbench.models.parts import classifier_module, classifier_param_ids, trainable_last_stages
 from dermbench.plugins.contract import BatchContext, LossContext, OptimContext, StageContext, StageResult
@@ -229,11 +230,16 @@ def validate(
     with torch.no_grad():
         loss = float(loss_fn(logits.to(device), y.to(device)).item())
     pred = logits.argmax(1).numpy()
+    probs = F.softmax(logits, dim=1).numpy()
+    auc = (
+        float(macro_auc(np.asarray(split.y), probs, ones(len(split.y)))[0]) if len(split.y) else float("nan")
+    )
     return {
         "loss": loss,
         "accuracy": float((pred == split.y).mean()),
         "macro_f1": float(f1_score(split.y, pred, average="macro", zero_division=0)),
-        "probs": F.softmax(logits, dim=1).numpy(),
+        "macro_auc": auc if np.isfinite(auc) else None,  # mean one-vs-rest AUC (None: < 2 classes)
+        "probs": probs,
     }
 
 
@@ -341,7 +347,7 @@ def _history_row(stage: str, epoch: int, train: dict, val: dict, optimizer: Any,
         "stage": stage,
         "epoch": epoch,
         **{f"train_{k}": train[k] for k in ("loss", "accuracy", "macro_f1")},
-        **{f"val_{k}": val[k] for k in ("loss", "accuracy", "macro_f1")},
+        **{f"val_{k}": val[k] for k in ("loss", "accuracy", "macro_f1", "macro_auc")},
         "lr": float(optimizer.param_groups[-1]["lr"]),
         "seconds": round(time.time() - t0, 2),
     }
