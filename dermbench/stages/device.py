@@ -64,10 +64,13 @@ def describe_input_stats(model: torch.nn.Module) -> dict:
     """What the run record says about the normalisation a model was fed."""
     mean, std = input_stats(model)
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    source = (
+    source = cfg.get("source") or (
         "timm pretrained_cfg" if cfg.get("mean") is not None else "ImageNet (the model has no pretrained_cfg)"
     )
-    return {"mean": list(mean), "std": list(std), "source": source}
+    out = {"mean": list(mean), "std": list(std), "source": source}
+    if cfg.get("architecture") and cfg.get("tag"):  # whose statistics: e.g. resnet50.tv_in1k (the weights
+        out["pretrained_cfg"] = f"{cfg['architecture']}.{cfg['tag']}"  # loaded under --init imagenet)
+    return out
 
 
 @functools.cache

@@ -225,8 +225,10 @@ NOTES = (
     "Left out by the paper, taken from its official code: no augmentation (resize and to-tensor only), the "
     "checkpoint with the best validation macro-F1 is kept, EfficientNetV2 is the S size, losses as in the "
     "plugin README (margin-weighted LDAM, focal alpha = margins, LMF alpha 1.5 beta 1.0). Chosen here: "
-    "timm's tf_efficientnetv2_s.in1k weights (the code used torchvision's), dermbench's ImageNet input "
-    "normalisation (the code fed unnormalised [0, 1] pixels), and dermbench's lesion-grouped 70/15/15 "
+    "timm's tf_efficientnetv2_s.in1k weights (the code used torchvision's), fed the normalisation of those "
+    "weights (their pretrained_cfg: mean = std = 0.5; the code fed unnormalised [0, 1] pixels); the paper's other "
+    "backbones are --model resnet50.tv_in1k and densenet121.tv_in1k (torchvision's weights, ImageNet "
+    "statistics); and dermbench's lesion-grouped 70/15/15 "
     "split (the code split images, so one lesion's images could land in train and test)."
 )
 

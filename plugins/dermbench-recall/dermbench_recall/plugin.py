@@ -30,7 +30,7 @@ PAPER = (
 
 # The paper's protocol (Section "Preprocessing", "Training", "Implementation details").
 PAPER_PROFILE = {
-    "model": "resnet50",
+    "model": "resnet50.tv_in1k",  # torchvision's ImageNet weights, as a PyTorch ResNet50 would have had
     "init": "imagenet",
     "image_size": 299,
     "batch_size": 32,
@@ -43,6 +43,7 @@ PAPER_PROFILE = {
 
 NOTES = (
     "Paper: ResNet50 (ImageNet), dropout 0.4 + linear head, 299 px, ImageNet normalisation, "
+    "(here torchvision's weights: timm's resnet50.tv_in1k, fed their own ImageNet statistics), "
     "rotation/flips/colour jitter/random erasing, Adam with weight decay, batch 32, early stopping on "
     "validation loss (patience 7), best checkpoint kept. Not stated, chosen here: head lr 1e-4, "
     "backbone lr x0.1, weight decay 1e-4, label smoothing 0.1, class weights N/(K n_c), max 50 epochs, "
