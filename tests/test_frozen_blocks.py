@@ -212,3 +212,32 @@ def test_nearest_resize_is_cached_apart_and_equals_pillow_nearest(tmp_path):
     assert np.array_equal(near[0], np.asarray(img.resize((16, 16), Image.Resampling.NEAREST)))
     assert not np.array_equal(near[0], bil[0])
     assert cache_key(rec, 16, "nearest") != cache_key(rec, 16)
+
+
+def test_layer_wise_rates_rise_geometrically_from_the_stem_to_the_head():
+    from dermbench.stages.options import SupervisedOptions
+    from dermbench.stages.supervised import param_groups
+
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    groups = param_groups(model, SupervisedOptions(layer_lr_min_scale=0.1), 1e-3, "resnet18")
+    assert [g["block"] for g in groups] == ["layer1", "layer2", "layer3", "layer4", HEAD]
+    assert [g["lr"] for g in groups] == pytest.approx(
+        [1e-4, 1e-4 * 10**0.25, 1e-4 * 10**0.5, 1e-4 * 10**0.75, 1e-3]
+    )
+    names = {id(p): n for n, p in model.named_parameters()}
+    first = {names[id(p)] for p in groups[0]["params"]}
+    assert _names(model, "conv1", "bn1", "layer1") == first  # the stem trains with the lowest block
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    with pytest.raises(ConfigError, match="layer_lr_min_scale replaces backbone_lr_scale"):
+        param_groups(
+            model, SupervisedOptions(layer_lr_min_scale=0.1, backbone_lr_scale=0.5), 1e-3, "resnet18"
+        )
+
+
+def test_a_run_with_layer_wise_rates_records_each_blocks_rate(tmp_path):
+    record = run_tiny(tmp_path, model="resnet18", image_size=32, synthetic_n=90,
+                      options={"stage.layer_lr_min_scale": "0.01"})  # fmt: skip
+    rates = record["resolved"]["stages"][0]["lr_groups"]
+    assert list(rates) == ["layer1", "layer2", "layer3", "layer4", HEAD]
+    assert rates[HEAD] == pytest.approx(record["resolved"]["stages"][0]["lr"])
+    assert rates["layer1"] == pytest.approx(0.01 * rates[HEAD])

@@ -115,9 +115,12 @@ def test_resume_after_a_kill_in_the_second_epoch_equals_an_uninterrupted_run(tmp
 def test_cv_ensemble_and_tta(tmp_path):
     record = run_tiny(tmp_path, ensemble="cv3", tta="flips", **SMALL)
     assert sorted({r["fold"] for r in record["history"]}) == [0, 1, 2]
-    assert record["data"]["splits"]["val"]["out_of_fold"] is True
-    n_pool = record["data"]["splits"]["val"]["n"]
-    assert record["metrics"]["val"]["n"] == n_pool
+    # the validation split is in no fold: the threshold is fitted on ensemble means, as on test
+    assert "out_of_fold" not in record["data"]["splits"]["val"]
+    assert record["data"]["ensemble"]["threshold_fitted_on"].startswith("val")
+    assert record["metrics"]["val"]["n"] == record["data"]["splits"]["val"]["n"]
+    fold_rows = [sum(r["fold"] == f for r in record["history"]) for f in (0, 1, 2)]
+    assert all(n >= 1 for n in fold_rows)
 
 
 def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

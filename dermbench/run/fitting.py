@@ -1,5 +1,5 @@
 """Training a run's model(s): the method's stages in order, resumable, and the cross-validation
-ensemble (``--ensemble cvK``), whose out-of-fold predictions stand in for validation.
+ensemble (``--ensemble cvK``): K models over folds of the training split, their mean scored on every split.
 
 Each fold trains from its own seed and checkpoint folder; every history row reaches the run
 record as it is made, through ``on_row``.
@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from dermbench.components import Method
-from dermbench.data.prepare import PreparedData, describe_split
-from dermbench.data.split_data import SplitData, concat_splits, subset
+from dermbench.data.prepare import PreparedData
+from dermbench.data.split_data import SplitData, subset
 from dermbench.data.splits import kfold_splits
 from dermbench.errors import ConfigError
 from dermbench.models.build import build_run_model
@@ -252,7 +252,7 @@ def warn_unused_unlabelled(fc: FitContext) -> None:
 
 
 def fit_and_predict(fc: FitContext, data: PreparedData) -> Fitted:
-    """One model on train (scored on val), or a K-fold ensemble over train + val (scored out of fold)."""
+    """One model on train (scored on val), or a K-fold ensemble over train (its mean scored on val)."""
     k = ensemble_folds(fc.cfg.ensemble)
     predictor = run_predictor(fc)  # built once, and before training: a bad one fails at once
     warn_unused_chain(fc)
@@ -271,23 +271,27 @@ def _fit(fc: FitContext, data: PreparedData, k: int | None, predictor: Any) -> F
 
 
 def _fit_cv_ensemble(fc: FitContext, data: PreparedData, k: int, predictor: Any) -> Fitted:
-    pool = concat_splits("val", data.splits["train"], data.splits["val"])
-    oof = np.zeros((len(pool), fc.task.num_classes))
+    """K models, each trained on K-1 folds of the training split and early-stopped on the K-th; the
+    mean of their probabilities predicts every split.
+
+    The validation split is in no fold, so what is fitted on it (the recall-constrained threshold,
+    post-hoc steps) is fitted on ensemble means of images no model trained on: predictions of the
+    kind it is applied to on test. (Fitting on single-model out-of-fold predictions and applying the
+    result to a K-model mean, whose probabilities are less extreme, would move the operating point.)
+    """
+    train = data.splits["train"]
     fitted = Fitted([], {}, [], fc.histories)
-    for i, (rest, held_out) in enumerate(kfold_splits(pool.frame, k, seed=fc.cfg.split_seed)):
+    for i, (rest, held_out) in enumerate(kfold_splits(train.frame, k, seed=fc.cfg.split_seed)):
         history: list[dict] = []
-        model, best = fit_one(fc, subset(pool, rest, "train"), subset(pool, held_out, "val"), i, history)
-        oof[held_out] = predict_split(fc, model, pool.images[torch.as_tensor(held_out)], predictor)
+        model, best = fit_one(fc, subset(train, rest, "train"), subset(train, held_out, "val"), i, history)
         fitted.models.append(model)
         fitted.best_epoch.append(best)
-    data.splits["val"] = pool  # scored on out-of-fold predictions
-    data.info["splits"]["val"] = {**describe_split(pool, fc.task), "out_of_fold": True}
-    fitted.probs["val"] = oof
     for name, s in data.splits.items():
-        if name != "val":
-            fitted.probs[name] = np.mean(
-                [predict_split(fc, m, s.images, predictor) for m in fitted.models], axis=0
-            )
+        fitted.probs[name] = np.mean(
+            [predict_split(fc, m, s.images, predictor) for m in fitted.models], axis=0
+        )
+    data.info["ensemble"] = {"folds": k, "folds_of": "train", "predictions": "mean of the fold models",
+                             "threshold_fitted_on": "val (held out of every fold)"}  # fmt: skip
     return fitted
 
 

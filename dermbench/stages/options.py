@@ -37,6 +37,11 @@ class SupervisedOptions:
     backbone_lr_scale: float = field(
         default=1.0, metadata={"help": "lr of all but the classifier = lr x this"}
     )
+    layer_lr_min_scale: float = option(
+        1.0,
+        "layer-wise learning rates over the block map: geometric from lr x this (the stem and lowest block) "
+        "up to lr (the head); 1: off",
+    )
     freeze: str = field(default="none", metadata={"help": "none | backbone (train the classifier only)"})
     train_last_stages: int = field(
         default=0,

@@ -27,7 +27,7 @@ from dermbench.components import Ref
 from dermbench.data.split_data import SplitData
 from dermbench.errors import ConfigError, TrainingError
 from dermbench.evaluation.weighted import macro_auc, ones
-from dermbench.models.blocks import Block, block_map, freeze_frozen_norms, set_trainable, trainable_at
+from dermbench.models.blocks import HEAD, Block, block_map, freeze_frozen_norms, set_trainable, trainable_at
 from dermbench.models.parts import classifier_module, classifier_param_ids, trainable_last_stages
 from dermbench.plugins.contract import BatchContext, LossContext, OptimContext, StageContext, StageResult
 from dermbench.plugins.options import options_to_dict
@@ -66,8 +66,47 @@ def epoch_seed(seed: int, stage: int, epoch: int) -> int:
 # --- build ----------------------------------------------------------------------------------
 
 
-def param_groups(model: nn.Module, opts: SupervisedOptions, lr: float) -> list[dict]:
+def _lr_blocks(model: nn.Module, model_name: str) -> list[Block]:
+    """The block map, or for a model that names no stages its top-level modules (the head apart)."""
+    try:
+        return block_map(model, model_name)
+    except ConfigError:
+        head = classifier_param_ids(model)
+        blocks = [Block(HEAD, frozenset(n for n, p in model.named_parameters() if id(p) in head))]
+        for child, module in model.named_children():
+            names = frozenset(f"{child}.{n}" for n, p in module.named_parameters() if id(p) not in head)
+            if names:
+                blocks.insert(1, Block(child, names))  # top first, as block_map orders them
+        return blocks
+
+
+def layerwise_groups(model: nn.Module, model_name: str, opts: SupervisedOptions, lr: float) -> list[dict]:
+    """Discriminative learning rates: the block map (``dermbench.models.blocks``) from the input up,
+    the stem and whatever lies in no block joined to the lowest block, the rates geometric from
+    ``lr x layer_lr_min_scale`` to ``lr`` at the head (``np.geomspace``, as fastai spreads
+    ``slice(lo, hi)`` over layer groups). Each group records its ``block`` name."""
+    if opts.backbone_lr_scale != 1.0 or opts.freeze != "none" or opts.unfreeze_every:
+        raise ConfigError(
+            "stage option layer_lr_min_scale replaces backbone_lr_scale, freeze and unfreeze_every: use one"
+        )
+    if not 0 < opts.layer_lr_min_scale <= 1:
+        raise ConfigError(f"stage option layer_lr_min_scale must be in (0, 1], got {opts.layer_lr_min_scale}")
+    blocks = list(reversed(_lr_blocks(model, model_name)))  # input to output, the head last
+    named = dict(model.named_parameters())
+    placed = set().union(*(b.params for b in blocks))
+    rest = frozenset(n for n in named if n not in placed)
+    groups = [(blocks[0].name, blocks[0].params | rest), *[(b.name, b.params) for b in blocks[1:]]]
+    rates = np.geomspace(lr * opts.layer_lr_min_scale, lr, len(groups))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return [{"params": [named[n] for n in sorted(names)], "lr": float(r), "block": name}
+            for (name, names), r in zip(groups, rates, strict=True) if names]  # fmt: skip
+
+
+def param_groups(model: nn.Module, opts: SupervisedOptions, lr: float, model_name: str = "") -> list[dict]:
     """The optimiser's parameter groups; with ``freeze=backbone`` everything else stops training."""
+    if opts.layer_lr_min_scale != 1.0:
+        return layerwise_groups(model, model_name, opts, lr)
     if opts.freeze not in FREEZE_MODES:
         raise ConfigError(
             f"stage option freeze must be one of {', '.join(FREEZE_MODES)}, got {opts.freeze!r}"
@@ -115,7 +154,7 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
     octx = OptimContext(cfg.lr, cfg.weight_decay, recipe.epochs or cfg.epochs, steps, cfg.batch_size)
     opt_ref = recipe.optimizer or Ref(reg.default_of("optimizers"))
     opt_opts = reg.optimizers.get(opt_ref.name).make_options(_slot(opt_ref, cfg, "optimizer"))
-    groups = param_groups(ctx.model, options, cfg.lr if cfg.lr is not None else opt_opts.lr)
+    groups = param_groups(ctx.model, options, cfg.lr if cfg.lr is not None else opt_opts.lr, cfg.model)
     optimizer = reg.optimizers.call(opt_ref.name, opt_opts, groups, octx)
     scheduler = None
     if recipe.scheduler is not None:
@@ -140,6 +179,8 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
     }
     if blocks is not None:
         resolved["blocks"] = {"unfreeze_every": options.unfreeze_every, "top_first": [b.name for b in blocks]}
+    if any("block" in g for g in groups):  # layer-wise rates: each block's, from the input up
+        resolved["lr_groups"] = {g["block"]: g["lr"] for g in groups}
     return Trainables(loss_fn, optimizer, scheduler, sampler, mixer, resolved, blocks)
 
 

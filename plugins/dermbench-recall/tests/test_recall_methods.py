@@ -28,7 +28,7 @@ def test_recipes_resolve_against_the_registries(dermbench_plugins):
 def test_paper_profile_is_the_published_protocol(dermbench_plugins):
     reg = dermbench_plugins(("recall", plugin)).registries
     cfg = resolve_config(reg.tasks.get("binary"), reg.methods.get("recall_resnet"), {}, {"profile": "paper"})
-    assert (cfg.model, cfg.init, cfg.image_size, cfg.batch_size) == ("resnet50", "imagenet", 299, 32)
+    assert (cfg.model, cfg.init, cfg.image_size, cfg.batch_size) == ("resnet50.tv_in1k", "imagenet", 299, 32)
     assert (cfg.early_stopping, cfg.select, cfg.ensemble, cfg.tta) == (7, "val_loss", "cv3", "flips")
     assert cfg.options["model.drop_rate"] == 0.4
 
@@ -61,7 +61,7 @@ def test_ablation_preset_produces_the_ladder_table(tmp_path, capsys, dermbench_p
     out = capsys.readouterr().out
     table = out[out.index("operating_point.fn") :].splitlines()
     methods = [line.split()[1] for line in table[2:] if line.startswith("binary")]
-    assert methods == ["recall_baseline", "recall_dlr", "recall_ls", "recall_resnet"]
+    assert methods == ["recall_baseline", "recall_dlr", "recall_ls", "recall_cv", "recall_resnet"]
     import json
 
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("record.json")]
