@@ -158,3 +158,15 @@ def test_a_launcher_whose_package_is_missing_says_what_to_install(tmp_path, monk
     ):
         sweep(tmp_path, launcher)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_broken_record_in_the_results_folder_does_not_stop_the_sweep(tmp_path):
+    first, _ = sweep(tmp_path, seeds=(0,))
+    (record_path,) = list((tmp_path / "runs").rglob("record.json"))
+    record_path.write_text("{ not json")
+    result, lines = sweep(tmp_path, seeds=(0,))  # not skipped as complete: the run is tried again
+    assert not any("already complete" in line for line in lines)
+    if result.failures:  # refused, naming the broken file, and the sweep went on to its summary
+        assert str(record_path) in result.failures[0][1]
+    else:
+        assert result.records[0]["run_id"] == first.records[0]["run_id"]

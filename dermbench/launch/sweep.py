@@ -218,6 +218,19 @@ class _Planned:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _complete_record(path: Any) -> dict | None:
+    """The complete record at ``path``, or None (absent, unfinished, or unreadable: run it again)."""
+    from dermbench.run.record import read_record
+
+    if not path.is_file():
+        return None
+    try:
+        record = read_record(path)
+    except Exception:  # a broken record is not a result: the run is done again
+        return None
+    return record if record.get("status") == "complete" else None
+
+
 def _prepare_jobs(
     request: SweepRequest, plugins: Any, runs: list[tuple], progress: Any, log: Callable
 ) -> _Planned:
@@ -226,7 +239,7 @@ def _prepare_jobs(
     from dermbench.plugins.contract import RunJob
     from dermbench.run.config import merge_settings, resolve_run
     from dermbench.run.pipeline import run_dir_for
-    from dermbench.run.record import RECORD_NAME, read_record
+    from dermbench.run.record import RECORD_NAME
 
     planned, said = _Planned(), set()
     for i, (task, method, point, seed) in enumerate(runs, 1):
@@ -245,11 +258,7 @@ def _prepare_jobs(
         run_dir = run_dir_for(cfg)
         planned.run_dirs[i], planned.points[i] = run_dir, point
         record_path = run_dir / RECORD_NAME
-        if (
-            record_path.is_file()
-            and not request.force
-            and (rec := read_record(record_path)).get("status") == "complete"
-        ):
+        if not request.force and (rec := _complete_record(record_path)) is not None:
             log(
                 f"{label}: already complete with the same resolved config: {record_path} (use --force to run again)"
             )
