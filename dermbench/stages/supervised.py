@@ -156,10 +156,11 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
     opt_opts = reg.optimizers.get(opt_ref.name).make_options(_slot(opt_ref, cfg, "optimizer"))
     groups = param_groups(ctx.model, options, cfg.lr if cfg.lr is not None else opt_opts.lr, cfg.model)
     optimizer = reg.optimizers.call(opt_ref.name, opt_opts, groups, octx)
-    scheduler = None
+    scheduler, schedule = None, None
     if recipe.scheduler is not None:
         values = _slot(recipe.scheduler, cfg, "scheduler")
         scheduler = reg.schedulers.build(recipe.scheduler.name, values, optimizer, octx)
+        schedule = {"name": recipe.scheduler.name, "options": dict(values), "epochs": octx.epochs}
     sampler_ref = Ref(cfg.sampler) if cfg.sampler else recipe.sampler
     sampler = None
     blocks = block_map(ctx.model, cfg.model, options.blocks) if options.unfreeze_every else None
@@ -175,6 +176,7 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
         "lr": cfg.lr if cfg.lr is not None else opt_opts.lr,
         "loss": {"name": loss_ref.name, "options": options_to_dict(loss_opts)},
         "optimizer": {"name": opt_ref.name, "options": options_to_dict(opt_opts)},
+        "scheduler": schedule,  # its length is the stage's epochs as run: --epochs, else the profile's
         "batch_transform": options.batch_transform or None,
     }
     if blocks is not None:
@@ -322,17 +324,13 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
         seed = epoch_seed(ctx.seed, ctx.stage_index, epoch)
         schedule = apply_schedule(ctx.model, parts, options, epoch)
         train = train_one_epoch(options, ctx, parts, seed, f"{recipe.name} epoch {epoch}/{epochs}")
-        monitor = getattr(parts.scheduler, "monitor", None)
-        if parts.scheduler is not None and monitor is None:
-            parts.scheduler.step()
         if hasattr(parts.optimizer, "eval"):
             parts.optimizer.eval()
         if not math.isfinite(train["loss"]):
             raise TrainingError(f"training loss is {train['loss']} in epoch {epoch}: lower the learning rate")
         val = validate(ctx.model, ctx.val, parts.loss_fn, cfg.batch_size * 2, ctx.device)
         row = {**_history_row(recipe.name, epoch, train, val, parts.optimizer, t0), **schedule}
-        if monitor is not None:  # a plateau schedule watches the row; the next epoch uses its lr
-            parts.scheduler.step(row[monitor])
+        step_scheduler(parts.scheduler, row)  # after the row, which keeps the rate this epoch ran at
         if selection.update(row, epoch):
             atomic_save(
                 {"model": ctx.model.state_dict(), "epoch": epoch},
@@ -347,6 +345,18 @@ def run_supervised(options: SupervisedOptions, ctx: StageContext) -> StageResult
             break
     result = _finish(ctx, selection, history, new_rows, stopped_early=epoch < epochs if new_rows else False)
     return replace(result, resolved=parts.resolved)
+
+
+def step_scheduler(scheduler: Any, row: dict) -> None:
+    """Once per epoch: a plateau schedule on the row's watched value, any other without one; the
+    next epoch runs at the new rate."""
+    if scheduler is None:
+        return
+    monitor = getattr(scheduler, "monitor", None)
+    if monitor is None:
+        scheduler.step()
+    else:
+        scheduler.step(row[monitor])
 
 
 def resample_training_set(ctx: StageContext) -> tuple[StageContext, dict]:
