@@ -14,7 +14,9 @@ from dermbench.testing import run_tiny
 
 @hookimpl
 def dermbench_register_methods(register):
-    register(Method("cosine_test", "Adam with cosine annealing", stages=(StageRecipe(scheduler=Ref("cosine")),)))
+    register(
+        Method("cosine_test", "Adam with cosine annealing", stages=(StageRecipe(scheduler=Ref("cosine")),))
+    )
 
 
 PLUGIN = ("cosine_method", types.SimpleNamespace(dermbench_register_methods=dermbench_register_methods))
@@ -27,7 +29,9 @@ def _expected(lr: float, epochs: int) -> list[float]:
 
 @pytest.mark.parametrize("epochs", [2, 4])
 def test_the_schedule_spans_the_epochs_the_run_asks_for(tmp_path, epochs):
-    record = run_tiny(tmp_path, method="cosine_test", plugins=[PLUGIN], epochs=epochs, synthetic_n=90, lr=1e-3)
+    record = run_tiny(
+        tmp_path, method="cosine_test", plugins=[PLUGIN], epochs=epochs, synthetic_n=90, lr=1e-3
+    )
     assert [row["lr"] for row in record["history"]] == pytest.approx(_expected(1e-3, epochs))
     stage = record["resolved"]["stages"][0]
     assert stage["scheduler"] == {"name": "cosine", "options": {}, "epochs": epochs}

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from dermbench.data import adapters as A
+from dermbench.data import isic_adapter as I
 from dermbench.errors import ConfigError, DataError
 from dermbench.plugins import load_plugins
 
@@ -130,7 +131,7 @@ def test_ham10000_real(shared_data: Path) -> None:
 
 
 def isic_row(image: str, cls: str) -> dict:
-    return {"image": image, **{c: float(c == cls) for c in A.ISIC_CLASSES}}
+    return {"image": image, **{c: float(c == cls) for c in I.ISIC_CLASSES}}
 
 
 def test_isic2018_one_hot_and_lesion_groupings(tmp_path: Path) -> None:
@@ -138,15 +139,15 @@ def test_isic2018_one_hot_and_lesion_groupings(tmp_path: Path) -> None:
                    [isic_row("ISIC_1", "MEL"), isic_row("ISIC_2", "DF"), isic_row("ISIC_3", "MEL")])  # fmt: skip
     for i in (1, 2, 3):
         write_image(tmp_path / "ISIC2018_Task3_Training_Input" / f"ISIC_{i}.jpg", (i * 50, 0, 0))
-    rec = A.load_isic2018(A.Isic2018Options(), str(tmp_path))
+    rec = I.load_isic2018(I.Isic2018Options(), str(tmp_path))
     assert rec.label_source == "isic2018"
     assert rec.frame["label"].tolist() == ["MEL", "DF", "MEL"]
     assert rec.frame["group"].tolist() == ["ISIC_1", "ISIC_2", "ISIC_3"]
     write_csv(tmp_path / "ISIC2018_Task3_Training_LesionGroupings.csv",
               [{"image": "ISIC_1", "lesion_id": "L1"}, {"image": "ISIC_3", "lesion_id": "L1"}])  # fmt: skip
-    rec = A.load_isic2018(A.Isic2018Options(), str(tmp_path))
+    rec = I.load_isic2018(I.Isic2018Options(), str(tmp_path))
     assert rec.frame["group"].tolist() == ["L1", "ISIC_2", "L1"]
-    assert len(A.load_isic2018(A.Isic2018Options(), str(gt))) == 3  # PATH naming the CSV
+    assert len(I.load_isic2018(I.Isic2018Options(), str(gt))) == 3  # PATH naming the CSV
 
 
 def test_isic2018_rejects_rows_without_exactly_one_class(tmp_path: Path) -> None:
@@ -154,13 +155,13 @@ def test_isic2018_rejects_rows_without_exactly_one_class(tmp_path: Path) -> None
     rows = [isic_row("ISIC_1", "NV"), {**isic_row("ISIC_2", "NV"), "MEL": 1.0}]
     gt = write_csv(tmp_path / "gt.csv", rows)
     with pytest.raises(DataError, match=r"gt.csv: line 3: image 'ISIC_2' needs exactly one 1"):
-        A.load_isic2018(A.Isic2018Options(), str(gt))
+        I.load_isic2018(I.Isic2018Options(), str(gt))
     write_csv(gt, [isic_row("ISIC_1", "NV"), {**isic_row("ISIC_2", "NV"), "NV": 0.5}])
     with pytest.raises(DataError, match=r"gt.csv: line 3: column 'NV' is '0.5'"):
-        A.load_isic2018(A.Isic2018Options(), str(gt))
+        I.load_isic2018(I.Isic2018Options(), str(gt))
     pd.DataFrame([isic_row("ISIC_1", "NV")]).drop(columns="VASC").to_csv(gt, index=False)
     with pytest.raises(DataError, match=r"gt.csv: missing column\(s\) VASC"):
-        A.load_isic2018(A.Isic2018Options(), str(gt))
+        I.load_isic2018(I.Isic2018Options(), str(gt))
 
 
 @pytest.mark.realdata
@@ -169,7 +170,7 @@ def test_isic2018_on_real_ham_images_agrees_with_ham10000(shared_data: Path, tmp
     meta = pd.read_csv(shared_data / "ham10000" / "HAM10000_metadata.csv").iloc[::50]
     write_csv(tmp_path / "gt.csv", [isic_row(r.image_id, r.dx.upper()) for r in meta.itertuples()])
     (tmp_path / "images").symlink_to(shared_data / "ham10000" / "images")
-    rec = A.load_isic2018(A.Isic2018Options(), str(tmp_path))
+    rec = I.load_isic2018(I.Isic2018Options(), str(tmp_path))
     assert rec.frame["label"].str.lower().tolist() == meta["dx"].tolist()
     assert rec.read_image(0).size == (200, 150)
 

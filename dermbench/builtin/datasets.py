@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from dermbench.components import Component
-from dermbench.data import adapters, atlas_adapters
+from dermbench.data import adapters, atlas_adapters, isic_adapter
 from dermbench.data.synthetic import SyntheticOptions, load_synthetic
 from dermbench.hookspecs import hookimpl
 
@@ -22,9 +22,9 @@ DATASETS = (
     ),
     Component(
         "isic2018",
-        adapters.load_isic2018,
+        isic_adapter.load_isic2018,
         "ISIC 2018 Task 3: one-hot ground-truth CSV (image,MEL,...) + images; optional lesion groupings",
-        adapters.Isic2018Options,
+        isic_adapter.Isic2018Options,
         paper=f"Codella et al., arXiv:1902.03368 (2019); {HAM}",
     ),
     Component(

@@ -43,6 +43,12 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         "--max-per-class",
         {"type": int, "help": "at most this many images of each class enter the split (0: all)"},
     ),
+    (
+        "--near-duplicates",
+        {
+            "help": "off (default) | report | group: near-duplicate photographs kept in one split (docs/datasets.md)"
+        },
+    ),
     ("--gate", {"help": "an image-quality gate in front of the predictions: autoencoder (docs/gate.md)"}),
     ("--sampler", {"help": "training sampler, e.g. balanced (default: the method's, else shuffling)"}),
     ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),

@@ -31,6 +31,34 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 OVERALL = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auc")
 
 
+def format_dataset_notes(datasets: list[dict]) -> list[str]:
+    """One line per thing a dataset lost or left out: unmapped labels, unreadable, excluded, held-out images."""
+    notes: list[str] = []
+    for d in datasets:
+        if d.get("dropped_unmapped"):
+            n = sum(d["dropped_unmapped"].values())
+            labels = ", ".join(f"{k} {v}" for k, v in d["dropped_unmapped"].items())
+            notes.append(
+                f"{d['name']}: {n} images dropped, their labels have no mapping in this task ({labels})"
+            )
+        if d.get("skipped_images"):
+            notes.append(
+                f"{d['name']}: {len(d['skipped_images'])} unreadable images skipped (listed in the record)"
+            )
+        if (d.get("excluded") or {}).get("n"):
+            ex = d["excluded"]
+            notes.append(
+                f"{d['name']}: {ex['n']} images left out, {ex['why']}: {', '.join(ex['images'][:5])}"
+            )
+        removed = d.get("removed_held_out") or {}
+        if any(removed.values()):
+            notes.append(
+                f"{d['name']}: {sum(removed.values())} images removed, they are validation or test images of the "
+                f"target (by id {removed.get('by_id', 0)}, by pixels {removed.get('by_pixels', 0)})"
+            )
+    return notes
+
+
 def format_record(record: dict, run_dir: str | None = None) -> str:
     task, method, data = record["task"], record["method"], record["data"]
     datasets = ", ".join(d["name"] for d in data["datasets"])
@@ -40,23 +68,7 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
         f"data {datasets}{'  (SYNTHETIC sample: not a real-data result)' if data['synthetic'] else ''}  "
         f"image size {data['image_size']}  model {record['config']['model']} init {record['config']['init']}",
     ]
-    for d in data["datasets"]:
-        if d.get("dropped_unmapped"):
-            n = sum(d["dropped_unmapped"].values())
-            labels = ", ".join(f"{k} {v}" for k, v in d["dropped_unmapped"].items())
-            parts.append(
-                f"{d['name']}: {n} images dropped, their labels have no mapping in this task ({labels})"
-            )
-        if d.get("skipped_images"):
-            parts.append(
-                f"{d['name']}: {len(d['skipped_images'])} unreadable images skipped (listed in the record)"
-            )
-        removed = d.get("removed_held_out") or {}
-        if any(removed.values()):
-            parts.append(
-                f"{d['name']}: {sum(removed.values())} images removed, they are validation or test images of the "
-                f"target (by id {removed.get('by_id', 0)}, by pixels {removed.get('by_pixels', 0)})"
-            )
+    parts += format_dataset_notes(data["datasets"])
     parts += format_stages(record)
     splits = list(record.get("metrics", {}))
     if splits:
@@ -80,6 +92,7 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
             ]
             parts += ["", "test, per class:", table(rows, ["class", "precision", "recall", "F1", "support"])]
     parts += format_calibration(record)
+    parts += format_challenge(record)
     parts += format_gate(record)
     parts += format_flags(record)
     parts += format_fairness(record)
@@ -204,6 +217,20 @@ SCREENING_ROWS = (
     ("sensitivity_at_specificity", "0.90"),
     ("specificity_at_sensitivity", "0.85"),
 )
+
+
+def format_challenge(record: dict) -> list[str]:
+    """Each split scored by its data's challenge: the primary score and the macro averages."""
+    out = []
+    for split, m in (record.get("metrics") or {}).items():
+        c = m.get("challenge")
+        if not c:
+            continue
+        macro = c["macro_average"]
+        out += ["", f"{split}: the {c['name']} challenge's metrics (n {c['n']}), primary {c['primary']} "
+                f"{fmt(c.get(c['primary']))}",
+                table([[k, fmt(v)] for k, v in macro.items()], ["macro average", "value"])]  # fmt: skip
+    return out
 
 
 def format_calibration(record: dict) -> list[str]:

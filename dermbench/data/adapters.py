@@ -5,7 +5,7 @@ Each adapter reads one dataset as its authors distribute it and returns
 decoded lazily by ``read_image`` (and once, by the cache). Datasets:
 
 - HAM10000: Tschandl, Rosendahl & Kittler, Sci. Data 5, 180161 (2018), CC BY-NC 4.0;
-- ISIC 2018 Task 3: Codella et al., arXiv:1902.03368 (2019), on the HAM10000 images;
+- ISIC 2018 Task 3: in :mod:`dermbench.data.isic_adapter`;
 - MedMNIST v2 / DermaMNIST: Yang et al., Sci. Data 10, 41 (2023), CC BY-NC 4.0;
 - Fitzpatrick17k: Groh et al., CVPR Workshops (2021), CC BY-NC-SA 3.0.
 
@@ -32,7 +32,6 @@ from dermbench.errors import DataError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 HAM_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
-ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 # MedMNIST v2 DermaMNIST label indices. Verified against the JPEG layout in ../shared/data: the
 # published per-index train counts 228/359/769/80/779/4693/99 equal the counts of akiec, bcc,
 # bkl, df, mel, nv, vasc in the official train split (see tests/test_data_adapters.py).
@@ -128,10 +127,17 @@ def index_images(root: Path) -> dict[str, Path]:
 
 
 def locate(
-    ids: Iterable[str], index: dict[str, Path], root: Path, csv: Path, column: str, skip_missing: bool
+    ids: Iterable[str],
+    index: dict[str, Path],
+    root: Path,
+    csv: Path,
+    column: str,
+    skip_missing: bool,
+    rows: Sequence[int] | None = None,
 ) -> list[str]:
-    """Image paths for ``ids``. A missing file is an error naming it, unless ``skip_missing``:
-    then the row keeps its expected path and the cache lists it as skipped."""
+    """Image paths for ``ids``. A missing file is an error naming it (its CSV row: ``rows[i]``, the
+    0-based data row, when rows were left out, else ``i``), unless ``skip_missing``: then the row
+    keeps its expected path and the cache lists it as skipped."""
     paths, missing = [], []
     for i, image_id in enumerate(ids):
         p = index.get(image_id)
@@ -142,7 +148,7 @@ def locate(
     if missing and not skip_missing:
         i = missing[0]
         raise DataError(
-            f"{csv}: {line(i)}: image file {Path(paths[i]).name} ({column} {Path(paths[i]).stem!r}) not "
+            f"{csv}: {line(rows[i] if rows is not None else i)}: image file {Path(paths[i]).name} ({column} {Path(paths[i]).stem!r}) not "
             f"found under {root} ({len(missing)} missing in all; option skip_missing=true skips them)"
         )
     return paths
@@ -246,59 +252,6 @@ def load_ham10000(options: Ham10000Options, path: str | None) -> DatasetRecords:
     df["label"], df["group"] = df["dx"], df["lesion_id"]
     df["path"] = locate(df["image_id"], index_images(root), root, csv, "image_id", options.skip_missing)
     return file_records("ham10000", root, df, "ham10000_dx", options.metadata)
-
-
-# --- ISIC 2018 Task 3 -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Isic2018Options:
-    ground_truth: str = _opt(
-        "", "ground-truth CSV relative to PATH; empty: the one CSV with image,MEL,... columns"
-    )
-    groupings: str = _opt("", "lesion-groupings CSV (image,lesion_id); empty: found if present")
-    skip_missing: bool = _opt(False, "keep rows whose image is absent; the cache skips them")
-
-
-def load_isic2018(options: Isic2018Options, path: str | None) -> DatasetRecords:
-    """ISIC 2018 Task 3: one-hot ground truth ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` plus images."""
-    root = existing_path(path, "isic2018")
-    csv = pick_file(root, options.ground_truth, "*.csv", "isic2018", csv_has("image", *ISIC_CLASSES))
-    if root.is_file():  # officially the CSV sits in its own folder beside the image folder
-        root = csv.parent if index_images(csv.parent) else csv.parent.parent
-    df = read_table(csv, ("image", *ISIC_CLASSES))
-    require_values(df, "image", csv)
-    require_unique(df, "image", csv)
-    onehot = np.empty((len(df), len(ISIC_CLASSES)))
-    for j, c in enumerate(ISIC_CLASSES):
-        values = pd.to_numeric(df[c].str.strip(), errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
-        if len(bad):
-            raise DataError(f"{csv}: {line(bad[0])}: column {c!r} is {df[c].iloc[bad[0]]!r}, expected 0 or 1")
-        onehot[:, j] = values
-    bad = np.flatnonzero(onehot.sum(axis=1) != 1)
-    if len(bad):
-        i = bad[0]
-        raise DataError(
-            f"{csv}: {line(i)}: image {df['image'].iloc[i]!r} needs exactly one 1 among {','.join(ISIC_CLASSES)}"
-        )
-    df = df.rename(columns={"image": "image_id"})
-    df["label"] = np.asarray(ISIC_CLASSES)[onehot.argmax(axis=1)]
-    df["group"] = df["image_id"]
-    gcsv = None
-    if options.groupings:
-        gcsv = root / options.groupings
-    elif root.is_dir():
-        found = sorted(p for p in root.rglob("*.csv") if p != csv and csv_has("image", "lesion_id")(p))
-        gcsv = found[0] if found else None
-    if gcsv is not None:
-        groups = read_table(gcsv, ("image", "lesion_id"))
-        lesion = dict(zip(groups["image"], groups["lesion_id"], strict=True))
-        df["group"] = [lesion.get(i) or i for i in df["image_id"]]
-        df["lesion_id"] = df["group"]
-    df = df.drop(columns=list(ISIC_CLASSES))
-    df["path"] = locate(df["image_id"], index_images(root), root, csv, "image", options.skip_missing)
-    return file_records("isic2018", root, df, "isic2018", (str(csv), str(gcsv)))
 
 
 # --- MedMNIST (.npz) and DermaMNIST (JPEG layout) ---------------------------------------------

@@ -19,6 +19,13 @@ import torch
 
 from dermbench.data.cache import default_cache_dir, load_images
 from dermbench.data.chain import ChainSource, check_adapters, parse_chain, pixel_hashes, raw_ids
+from dermbench.data.duplicates import (
+    DuplicateRule,
+    describe,
+    merged_groups,
+    near_duplicate_clusters,
+    signatures,
+)
 from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData, concat_splits
 from dermbench.data.split_file import read_split_file
@@ -102,6 +109,7 @@ def _load_source(
     name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, progress: bool
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], bool]:
     records, frame, dropped = mapped_source(name, path, cfg, task, registries)
+    frame = with_signatures(records, frame, cfg)
     frame, images, skipped = decode_rows(
         records, frame, cfg, f"dataset {name} ({path or 'generated'})", progress
     )
@@ -118,9 +126,40 @@ def _load_source(
         "label_source": records.label_source,
         "dropped_unmapped": dropped,
         "skipped_images": skipped,
+        "excluded": records.excluded,
         "synthetic": records.synthetic,
     }
     return frame, np.asarray(images), info, records.synthetic
+
+
+def with_signatures(records: DatasetRecords, frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
+    """``frame`` with each row's perceptual hash and thumbnail, when near-duplicates are looked for."""
+    if cfg.near_duplicates == "off":
+        return frame
+    hashes, thumbs = signatures(records, frame["row"].to_numpy(), cache_dir_for(cfg))
+    return frame.assign(phash=hashes, thumb=list(thumbs))
+
+
+def with_duplicate_clusters(frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
+    """The training frame with ``duplicate_cluster`` (row position of the cluster's first image)
+    in place of the signatures."""
+    if cfg.near_duplicates == "off":
+        return frame
+    thumbs = np.stack(frame["thumb"].to_list()) if len(frame) else np.zeros((0, 32, 32, 3), np.uint8)
+    cluster = near_duplicate_clusters(frame["phash"].to_numpy(np.uint64), thumbs, DuplicateRule())
+    return frame.drop(columns=["phash", "thumb"]).assign(duplicate_cluster=cluster)
+
+
+def duplicates_report(cfg: RunConfig, frame: pd.DataFrame, idx: dict[str, np.ndarray]) -> dict | None:
+    if cfg.near_duplicates == "off":
+        return None
+    split_of = np.full(len(frame), "", dtype=object)
+    for name, pos in idx.items():
+        split_of[pos] = name
+    ids = frame["image_id"].astype(str).to_numpy()
+    return describe(
+        ids, frame["duplicate_cluster"].to_numpy(), split_of, cfg.near_duplicates, DuplicateRule()
+    )
 
 
 def _ita_key(records: DatasetRecords, cfg: RunConfig, n: int) -> str:
@@ -180,9 +219,10 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         arrays.append(images)
         infos.append(info)
         synthetic |= synth
-    frame = combine_sources(frames, task, [i["path"] for i in infos])
+    frame = with_duplicate_clusters(combine_sources(frames, task, [i["path"] for i in infos]), cfg)
     images = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     idx = run_splits(cfg, frame)
+    duplicates = duplicates_report(cfg, frame, idx)
     check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
     official = "split" in frame.columns and frame["split"].notna().all()
     splits = {name: _split(name, frame, images, pos) for name, pos in idx.items()}
@@ -202,6 +242,8 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         "split_protocol": _protocol(cfg, official),
         "splits": {name: describe_split(s, task) for name, s in splits.items()},
     }
+    if duplicates is not None:
+        info["near_duplicates"] = duplicates
     return PreparedData(splits=splits, info=info, synthetic=synthetic, unlabelled=unlabelled, sources=sources)
 
 
@@ -281,9 +323,9 @@ def split_frame(cfg: RunConfig, task: Task, registries: Any) -> tuple[pd.DataFra
     sources: dict[str, str | None] = dict(cfg.data) if cfg.data else {registries.default_of("datasets"): None}
     frames = []
     for name, path in sources.items():
-        _, frame, _ = mapped_source(name, path, cfg, task, registries)
-        frames.append(frame.assign(dataset=name))
-    frame = combine_sources(frames, task, list(sources.values()))
+        records, frame, _ = mapped_source(name, path, cfg, task, registries)
+        frames.append(with_signatures(records, frame, cfg).assign(dataset=name))
+    frame = with_duplicate_clusters(combine_sources(frames, task, list(sources.values())), cfg)
     return frame, run_splits(cfg, frame)
 
 
@@ -293,6 +335,10 @@ def run_splits(cfg: RunConfig, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     cap are in no split)."""
     if cfg.split_file:
         return read_split_file(cfg.split_file, frame)
+    if cfg.near_duplicates == "group":  # a near-duplicate cluster joins its images' lesion groups
+        frame = frame.assign(
+            group=merged_groups(frame["group"].to_numpy(), frame["duplicate_cluster"].to_numpy())
+        )
     keep = capped_rows(frame, cfg.max_per_class, cfg.split_seed)
     idx = make_splits(
         frame.iloc[keep].reset_index(drop=True), seed=cfg.split_seed, fractions=cfg.split_fractions
@@ -328,7 +374,8 @@ def _protocol(cfg: RunConfig, official: bool) -> str:
         return "official"
     parts = "/".join(f"{100 * f:g}" for f in cfg.split_fractions)
     cap = f", at most {cfg.max_per_class} images a class" if cfg.max_per_class else ""
-    return f"lesion-grouped stratified {parts}{cap}, split seed {cfg.split_seed}"
+    dup = ", near-duplicate photographs kept together" if cfg.near_duplicates == "group" else ""
+    return f"lesion-grouped stratified {parts}{cap}{dup}, split seed {cfg.split_seed}"
 
 
 def describe_split(s: SplitData, task: Task) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class DatasetRecords:
     ]  # row position -> RGB PIL image; raises DataError naming the file
     identity: str  # changes whenever the images could have changed; part of the cache key
     synthetic: bool = False
+    excluded: dict | None = None  # rows the adapter left out on purpose: {"n", "images", "why"}
 
     def __len__(self) -> int:
         return len(self.frame)

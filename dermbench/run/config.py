@@ -20,6 +20,7 @@ from typing import Any
 from dermbench.components import Method
 from dermbench.data.cache import RESIZE_POLICIES
 from dermbench.data.chain import parse_chain
+from dermbench.data.duplicates import MODES as DUPLICATE_MODES
 from dermbench.errors import ConfigError
 from dermbench.gate import check_gate_settings
 from dermbench.plugins.options import build_options
@@ -70,6 +71,9 @@ class RunConfig:
     split_file: str | None = None  # a split file (dermbench splits export) used instead of the seed
     split_fractions: tuple[float, ...] = (0.7, 0.15, 0.15)  # train, val, test shares of the seeded split
     max_per_class: int = 0  # at most this many images of each class enter the split (0: all)
+    near_duplicates: str = (
+        "off"  # off | report | group: near-duplicate photographs (dermbench.data.duplicates)
+    )
     model: str = "resnet18"
     init: str = "random"  # imagenet | random | PATH to weights
     image_size: int = 64
@@ -131,6 +135,8 @@ class RunConfig:
         ):  # runs made before these existed keep their identity
             if not d[key]:
                 del d[key]
+        if d["near_duplicates"] == "off":
+            del d["near_duplicates"]
         if tuple(d["split_fractions"]) == (0.7, 0.15, 0.15):
             del d["split_fractions"]
         if d.get("ood_data"):
@@ -278,6 +284,7 @@ def validate(cfg: RunConfig) -> None:
         ("augment", cfg.augment, AUGMENT_POLICIES),
         ("tta", cfg.tta, tuple(TTA_VIEWS)),
         ("resize", cfg.resize, tuple(RESIZE_POLICIES)),
+        ("near_duplicates", cfg.near_duplicates, DUPLICATE_MODES),
     ):
         if value not in allowed:
             raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")

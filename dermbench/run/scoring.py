@@ -13,6 +13,7 @@ import pandas as pd
 from dermbench.components import Method, Ref
 from dermbench.data.prepare import PreparedData
 from dermbench.data.split_data import SplitData
+from dermbench.evaluation import challenge
 from dermbench.evaluation.calibration import calibration_report
 from dermbench.evaluation.degenerate import classifier_flags, operating_point_flags
 from dermbench.evaluation.metrics import classification_report
@@ -22,6 +23,9 @@ from dermbench.plugins.contract import PosthocContext
 from dermbench.run.config import RunConfig
 from dermbench.tasks import Task
 
+# A dataset whose adapter names its challenge (a ``challenge`` column) is also scored by that
+# challenge's own metric set, as the challenge's scorer computes it.
+CHALLENGE_REPORTS = {challenge.NAME: challenge.challenge_report}
 META_COLUMNS = ("skin_type", "ita", "ita_true", "sex", "age", "localization", "dataset")
 
 
@@ -99,7 +103,20 @@ def field_metrics(split: SplitData, probs: np.ndarray, task: Task, op: dict | No
             groups = split.frame["group"].astype(str).to_numpy()
             flags += operating_point_flags(split.y == pos, decided, groups=groups)
     out["flags"] = flags
+    report = challenge_metrics(split, probs, task)
+    if report is not None:
+        out["challenge"] = report
     return out
+
+
+def challenge_metrics(split: SplitData, probs: np.ndarray, task: Task) -> dict[str, Any] | None:
+    """The challenge metric set when every image of the split comes from one challenge's data."""
+    if "challenge" not in split.frame.columns or not len(split):
+        return None
+    names = set(split.frame["challenge"].astype(str))
+    if len(names) != 1 or (name := names.pop()) not in CHALLENGE_REPORTS:
+        return None
+    return CHALLENGE_REPORTS[name](split.y, probs, list(task.classes))
 
 
 def save_predictions(run_dir: Path, name: str, split: SplitData, probs: np.ndarray, task: Task) -> str:
