@@ -20,7 +20,7 @@ IMPLEMENTS = {
     "launch/submitit_launcher.py": {"local"},  # submitit's name of its local executor, not the launcher
 }
 FOLDERS = ("builtin", "cli", "data", "evaluation", "explain", "gate", "launch", "leaderboard", "models",
-           "plugins", "predict", "run", "stages")  # fmt: skip
+           "plugins", "predict", "run", "segmentation", "stages")  # fmt: skip
 
 
 def _tree(path: Path) -> ast.Module:

@@ -1,0 +1,1 @@
+"""Lesion segmentation: binary-mask metrics, mask adapters, synthetic composites and models."""

@@ -1,0 +1,192 @@
+"""Lesion segmentation: metrics against hand-computed masks, the mask layouts and their errors,
+the composites' exact masks, and the two models for one step on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dermbench.errors import ConfigError, DataError
+from dermbench.segmentation import masks as M
+from dermbench.segmentation.composites import make_composites, skin_background
+from dermbench.segmentation.maskrcnn import build_maskrcnn, instances
+from dermbench.segmentation.metrics import boundary_f, dice, iou, segmentation_report
+from dermbench.segmentation.train import (
+    TrainSettings,
+    predict_maskrcnn,
+    predict_unet,
+    train_maskrcnn,
+    train_unet,
+)
+
+
+def square(size: int, top: int, left: int, side: int) -> np.ndarray:
+    m = np.zeros((size, size), dtype=bool)
+    m[top : top + side, left : left + side] = True
+    return m
+
+
+def test_iou_and_dice_by_hand_including_empty_masks():
+    a, b = square(10, 0, 0, 4), square(10, 2, 0, 4)  # 16 px each, overlap 8, union 24
+    assert iou(a, b) == pytest.approx(8 / 24) and dice(a, b) == pytest.approx(16 / 32)
+    empty = np.zeros((10, 10), dtype=bool)
+    assert iou(empty, empty) == dice(empty, empty) == 1.0  # a correct "no lesion"
+    assert iou(a, empty) == dice(empty, a) == 0.0
+    with pytest.raises(DataError, match="must be 2-d and of one size"):
+        iou(a, np.zeros((9, 10)))
+
+
+def test_boundary_f_tolerates_a_shift_within_its_tolerance_and_not_beyond():
+    truth = square(40, 10, 10, 12)
+    assert boundary_f(truth, truth) == 1.0
+    assert boundary_f(square(40, 11, 11, 12), truth, tolerance=2) == 1.0
+    # shifted by 6: of the 44 boundary pixels of each, the parallel sides are 6 px apart; only the
+    # 6 pixels of each perpendicular side's run that overlaps the other square's side are near
+    far = boundary_f(square(40, 16, 10, 12), truth, tolerance=2)
+    assert 0.0 < far < 0.6
+    assert boundary_f(np.zeros((40, 40), bool), truth) == 0.0
+
+
+def test_the_report_gives_means_intervals_and_per_image_values():
+    truths = [square(20, 2, 2, 8), square(20, 5, 5, 6), np.zeros((20, 20), bool)]
+    preds = [square(20, 2, 2, 8), square(20, 6, 5, 6), np.zeros((20, 20), bool)]
+    report = segmentation_report(preds, truths, n_boot=200, seed=1)
+    assert report["iou"]["per_image"] == pytest.approx([1.0, 30 / 42, 1.0], abs=1e-6)
+    assert report["iou"]["mean"] == pytest.approx((2 + 30 / 42) / 3)
+    ci = report["dice"]["ci95"]
+    assert ci["low"] <= report["dice"]["mean"] <= ci["high"]
+    assert report["empty_truth"] == 1
+
+
+def write_isic_task1(root: Path, n: int = 3) -> Path:
+    (root / "ISIC2018_Task1-2_Training_Input").mkdir(parents=True)
+    (root / "ISIC2018_Task1_Training_GroundTruth").mkdir()
+    for i in range(n):
+        Image.new("RGB", (40, 30), (200, 150, 120)).save(
+            root / "ISIC2018_Task1-2_Training_Input" / f"ISIC_{i:07d}.jpg"
+        )
+        mask = np.zeros((30, 40), np.uint8)
+        mask[5:15, 10:20] = 255
+        Image.fromarray(mask).save(
+            root / "ISIC2018_Task1_Training_GroundTruth" / f"ISIC_{i:07d}_segmentation.png"
+        )
+    return root
+
+
+def test_isic2018_task1_layout_pairs_images_and_masks(tmp_path):
+    items = M.isic2018_task1(write_isic_task1(tmp_path / "isic"))
+    assert [it.image_id for it in items] == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
+    images, masks = M.load_pairs(items, 32)
+    assert images.shape == (3, 32, 32, 3) and masks.shape == (3, 32, 32)
+    assert masks[0].sum() == pytest.approx(10 * 10 * (32 / 40) * (32 / 30), rel=0.2)
+
+
+def test_ham10000_masks_pair_with_the_adapters_images(tmp_path):
+    (tmp_path / "ham" / "images").mkdir(parents=True)
+    (tmp_path / "masks").mkdir()
+    rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
+    for i in range(2):
+        Image.new("RGB", (30, 20), (180, 120, 100)).save(tmp_path / "ham" / "images" / f"ISIC_{i:07d}.jpg")
+        Image.fromarray(np.eye(20, 30, dtype=np.uint8) * 255).save(
+            tmp_path / "masks" / f"ISIC_{i:07d}_segmentation.png"
+        )
+        rows.append(f"HAM_{i},ISIC_{i:07d},nv,histo,40.0,male,back")
+    (tmp_path / "ham" / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
+    items = M.ham10000_masks(tmp_path / "ham", tmp_path / "masks")
+    assert [it.mask.name for it in items] == [
+        "ISIC_0000000_segmentation.png",
+        "ISIC_0000001_segmentation.png",
+    ]
+
+
+def test_bad_masks_are_one_line_errors_naming_the_file(tmp_path):
+    root = write_isic_task1(tmp_path / "isic")
+    gt = root / "ISIC2018_Task1_Training_GroundTruth"
+    Image.fromarray(np.full((30, 41), 255, np.uint8)).save(gt / "ISIC_0000000_segmentation.png")
+    with pytest.raises(
+        DataError, match=r"ISIC_0000000_segmentation.png: mask is 41x30 but its image is 40x30"
+    ):
+        M.load_pairs(M.isic2018_task1(root), 32)
+    Image.fromarray(np.arange(1200, dtype=np.uint8).reshape(30, 40)).save(
+        gt / "ISIC_0000000_segmentation.png"
+    )
+    with pytest.raises(
+        DataError, match=r"ISIC_0000000_segmentation.png: mask is not binary \(values 0, 1, 2"
+    ):
+        M.load_pairs(M.isic2018_task1(root), 32)
+    (gt / "ISIC_0000001_segmentation.png").unlink()
+    with pytest.raises(DataError, match=r"ISIC_0000001.jpg: no mask ISIC_0000001_segmentation.png under"):
+        M.isic2018_task1(root)
+
+
+def photographs(n: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    return [rng.integers(150, 230, (90, 120, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_composites_change_exactly_the_pixels_their_masks_mark():
+    rng = np.random.default_rng(0)
+    sources = photographs()
+    images, masks, meta = make_composites(sources, n=6, size=64, seed=3)
+    again, _, _ = make_composites(sources, n=6, size=64, seed=3)
+    assert np.array_equal(images, again) and meta["synthetic"] and "SYNTHETIC" in meta["what"]
+    assert sum(meta["lesions_per_image"][2:]) >= 5  # 2-4 lesions an image, rarely fewer when crowded
+    # regenerate the backgrounds from the same stream to compare pixel by pixel
+    rng = np.random.default_rng(3)
+    j = int(rng.integers(len(sources)))
+    background = skin_background(sources[j], 64, rng)
+    assert np.array_equal(images[0][~masks[0]], background[~masks[0]])
+    assert (np.abs(images[0][masks[0]].astype(int) - background[masks[0]]).sum(axis=1) > 0).mean() > 0.95
+    with pytest.raises(ConfigError, match="composites need n >= 1"):
+        make_composites(sources, n=0)
+    del rng
+
+
+def test_the_unet_trains_a_step_and_predicts_masks_of_the_input_size():
+    images, masks, _ = make_composites(photographs(), n=4, size=48, seed=0)
+    model, history = train_unet(images, masks, TrainSettings(epochs=1, batch_size=2), progress=False)
+    assert len(history) == 1 and np.isfinite(history[0]["train_loss"])
+    assert predict_unet(model, images).shape == (4, 48, 48)
+
+
+def test_maskrcnn_trains_its_roi_heads_a_step_and_predicts_masks_of_the_input_size(tmp_path):
+    images, masks, _ = make_composites(photographs(), n=2, size=64, seed=1)
+    model, info = build_maskrcnn(64)
+    assert info["init"] == "random"
+    backbone_before = model.backbone.body.conv1.weight.detach().clone()
+    history = train_maskrcnn(
+        model, images, masks, TrainSettings(epochs=1, batch_size=2, lr=1e-3), progress=False
+    )
+    assert np.isfinite(history[0]["train_loss"])
+    assert torch.equal(model.backbone.body.conv1.weight, backbone_before)  # only roi_heads trained
+    assert predict_maskrcnn(model, images).shape == (2, 64, 64)
+    weights = tmp_path / "maskrcnn.pt"
+    torch.save(model.state_dict(), weights)
+    loaded, info = build_maskrcnn(64, str(weights))
+    assert info == {"init": str(weights), "skipped": []}
+    assert torch.equal(
+        loaded.roi_heads.mask_predictor.mask_fcn_logits.weight,
+        model.roi_heads.mask_predictor.mask_fcn_logits.weight,
+    )
+    with pytest.raises(ConfigError, match=r"--init .*nothing.pt: no such weights file"):
+        build_maskrcnn(64, str(tmp_path / "nothing.pt"))
+
+
+def test_instances_are_the_connected_components_with_their_boxes():
+    mask = square(20, 1, 1, 4) | square(20, 10, 12, 5)
+    target = instances(mask)
+    assert target["boxes"].tolist() == [[1, 1, 5, 5], [12, 10, 17, 15]]
+    assert target["masks"].shape == (2, 20, 20) and target["labels"].tolist() == [1, 1]
+
+
+@pytest.mark.realdata
+def test_composites_on_real_ham10000_backgrounds(shared_data):
+    folder = shared_data / "ham10000" / "images"
+    sources = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.jpg"))[:5]]
+    images, masks, meta = make_composites(sources, n=8, size=96, seed=0, source_ids=["a", "b", "c", "d", "e"])
+    assert images.shape == (8, 96, 96, 3) and 0.03 < masks.mean() < 0.6
+    assert set(meta["backgrounds"]) <= {"a", "b", "c", "d", "e"}
