@@ -5,13 +5,16 @@ Dermatology with the Fitzpatrick 17k Dataset", CVPR-W 2021) labels each clinical
 Fitzpatrick skin type I-VI. A lighter skin has a larger ITA, so the Spearman rank correlation
 between ITA and type should be clearly negative. Images with type -1 (unknown) are left out.
 
-    python scripts/ita_vs_fitzpatrick.py [DATA_DIR]
+    python scripts/ita_vs_fitzpatrick.py [DATA_DIR] [--lesion-model UNET.pt]
 
-DATA_DIR defaults to ``<repo>/../shared/data/fitzpatrick17k``.
+DATA_DIR defaults to ``<repo>/../shared/data/fitzpatrick17k``. ``--lesion-model`` (a U-Net saved by
+``scripts/segment_composites.py --save-model``) measures the skin outside its predicted lesion
+masks instead of the border ring, and prints both.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,32 +27,72 @@ from scipy.stats import spearmanr
 from dermbench.evaluation.ita import ita_for_images, ita_groups
 
 
+def lesion_masks(images: list[np.ndarray], weights: Path) -> list[np.ndarray]:
+    """Each image's predicted lesion mask at its own size, from a U-Net run at the size it was trained at."""
+    import torch
+
+    from dermbench.segmentation.train import predict_unet
+    from dermbench.segmentation.unet import UNet
+
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    model = UNet()
+    model.load_state_dict(saved["model"])
+    size = int(saved["size"])
+    small = np.stack(
+        [np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR)) for im in images]
+    )
+    pred = predict_unet(model, small)
+    return [
+        np.asarray(Image.fromarray(m).resize(im.shape[1::-1], Image.Resampling.NEAREST))
+        for m, im in zip(pred, images, strict=True)
+    ]
+
+
+def summarise(name: str, df: pd.DataFrame, ita: np.ndarray) -> None:
+    ok = ~np.isnan(ita)
+    types = df["fitzpatrick_scale"].to_numpy()
+    rho = spearmanr(ita[ok], types[ok]).statistic
+    groups, _ = ita_groups(ita, "binary28")
+    dark = types >= 5
+    outside = float((groups[dark] != "light").mean())
+    print(f"[{name}] Spearman rho(ITA, Fitzpatrick type) = {rho:.3f}  (n = {int(ok.sum())})")
+    print(f"[{name}] type V-VI images outside 'light' (ITA <= 28): {outside:.3f}  (n = {int(dark.sum())})")
+    table = (
+        df.assign(ita=ita, ita_group=groups)
+        .groupby("fitzpatrick_scale")
+        .agg(
+            n=("ita", "size"),
+            mean_ita=("ita", "mean"),
+            median_ita=("ita", "median"),
+            share_light=("ita_group", lambda g: float((g == "light").mean())),
+        )
+    )
+    print(table.round(2).to_string())
+
+
 def main(argv: list[str]) -> int:
     repo = Path(__file__).resolve().parents[1]
-    root = Path(argv[0]) if argv else repo.parent / "shared" / "data" / "fitzpatrick17k"
-    csv = root / "fitzpatrick17k_subset.csv"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", nargs="?", type=Path, default=repo.parent / "shared" / "data" / "fitzpatrick17k")
+    ap.add_argument("--lesion-model", type=Path, default=None)
+    args = ap.parse_args(argv)
+    csv = args.data / "fitzpatrick17k_subset.csv"
     if not csv.is_file():
         print(f"no Fitzpatrick17k CSV at {csv}", file=sys.stderr)
         return 2
     df = pd.read_csv(csv)
     df = df[df["fitzpatrick_scale"].between(1, 6)].reset_index(drop=True)
     start = time.perf_counter()
-    images = [np.asarray(Image.open(root / "images" / f"{h}.jpg").convert("RGB")) for h in df["md5hash"]]
+    images = [np.asarray(Image.open(args.data / "images" / f"{h}.jpg").convert("RGB")) for h in df["md5hash"]]
     ita = ita_for_images(images)
-    seconds = time.perf_counter() - start
-    ok = ~np.isnan(ita)
-    rho = spearmanr(ita[ok], df["fitzpatrick_scale"].to_numpy()[ok]).statistic
-    print(f"images with a Fitzpatrick type: {len(df)}; with an ITA: {int(ok.sum())} ({seconds:.1f} s)")
-    print(f"Spearman rho(ITA, Fitzpatrick type) = {rho:.3f}  (n = {int(ok.sum())})")
-    df["ita"] = ita
-    df["ita_group"], _ = ita_groups(ita, "binary28")
-    table = df.groupby("fitzpatrick_scale").agg(
-        n=("ita", "size"),
-        mean_ita=("ita", "mean"),
-        median_ita=("ita", "median"),
-        share_light=("ita_group", lambda g: float((g == "light").mean())),
-    )
-    print(table.round(2).to_string())
+    print(f"images with a Fitzpatrick type: {len(df)} ({time.perf_counter() - start:.1f} s)")
+    summarise("border ring", df, ita)
+    if args.lesion_model is not None:
+        summarise(
+            "outside the predicted lesion",
+            df,
+            ita_for_images(images, lesion_masks=lesion_masks(images, args.lesion_model)),
+        )
     return 0
 
 

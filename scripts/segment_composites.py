@@ -9,6 +9,7 @@ writes the record, marked SYNTHETIC, as JSON.
         --out leaderboards/runs/segmentation-composites-cpu/unet-s0.json
     python scripts/segment_composites.py --model maskrcnn --init PATH/maskrcnn_coco.pth --epochs 5 ...
 
+``--save-model`` keeps the weights, e.g. for ``scripts/ita_vs_fitzpatrick.py --lesion-model``.
 HAM10000 is read from ``--ham`` (default ``<repo>/../shared/data/ham10000``).
 """
 
@@ -55,6 +56,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backgrounds", type=int, default=400, help="photographs the skin is cut from")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--save-model", type=Path, default=None, help="write the trained weights (a state dict) here"
+    )
     return ap.parse_args(argv)
 
 
@@ -107,6 +111,10 @@ def main(argv: list[str]) -> int:
     print(
         f"{args.model}: {args.train} train / {args.test} test SYNTHETIC composites at {args.size} px, {record['seconds']} s"
     )
+    if args.save_model:
+        args.save_model.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "kind": args.model, "size": args.size}, args.save_model)
+        print(f"wrote {args.save_model}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=1) + "\n")

@@ -204,3 +204,19 @@ def test_ita_falls_with_fitzpatrick_type_on_fitzpatrick17k(shared_data) -> None:
     assert rho < -0.3
     means = pd.Series(ita).groupby(df["fitzpatrick_scale"].to_numpy()).mean()
     assert means[1] > means[3] > means[5]
+
+
+def test_a_lesion_mask_replaces_the_ring_with_the_skin_outside_the_lesion() -> None:
+    """A lesion touching the border fills most of the ring; the ring rule then measures the lesion,
+    the mask measures the skin."""
+    skin = _skin(70, 8, 16)
+    lesion = _skin(30, 12, 10, seed=1)
+    mask = np.zeros(skin.shape[:2], dtype=bool)
+    mask[:, :56] = True  # the left 70% of the image, across the border ring
+    img = np.where(mask[..., None], lesion, skin)
+    assert abs(ita_of_image(img) - _truth(70, 16)) > 10.0
+    assert ita_of_image(img, lesion_mask=mask) == pytest.approx(_truth(70, 16), abs=1.0)
+    batch = ita_for_images(np.stack([img, img]), lesion_masks=np.stack([mask, mask]))
+    assert batch == pytest.approx([_truth(70, 16)] * 2, abs=1.0)
+    with pytest.raises(DataError, match=r"lesion masks must have shape \(2, 60, 80\)"):
+        ita_for_images(np.stack([img, img]), lesion_masks=mask[None])

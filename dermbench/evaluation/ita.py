@@ -136,17 +136,23 @@ def _median_rows(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def skin_lab(
-    images: np.ndarray, ring: float = 0.2, min_separation: float = 10.0
+    images: np.ndarray, ring: float = 0.2, min_separation: float = 10.0, lesion_masks: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median L*, median b* and the number of pixels kept, per image of a (N, H, W, 3) uint8 array."""
+    """Median L*, median b* and the number of pixels kept, per image of a (N, H, W, 3) uint8 array.
+
+    The region measured is the border ring, or, given ``lesion_masks`` ((N, H, W) bool, True on the
+    lesion), every pixel outside the lesion; the skin rules below apply within it either way."""
     n, h, w = images.shape[:3]
-    border = ring_mask(h, w, ring).ravel()
-    lab = srgb_to_lab(images.reshape(n, h * w, 3)[:, border])
+    if lesion_masks is None:
+        region = np.broadcast_to(ring_mask(h, w, ring).ravel(), (n, h * w))
+    else:
+        region = ~np.asarray(lesion_masks, dtype=bool).reshape(n, h * w)
+    lab = srgb_to_lab(images.reshape(n, h * w, 3))
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    plausible = (L >= BLACK_L) & (L <= SPECULAR_L)
+    plausible = region & (L >= BLACK_L) & (L <= SPECULAR_L)
     hue = np.degrees(np.arctan2(b, a))
     coloured = plausible & (hue >= SKIN_HUE[0]) & (hue <= SKIN_HUE[1]) & (np.hypot(a, b) >= SKIN_CHROMA)
-    gated = coloured.sum(axis=1) >= GATE_MIN_FRACTION * border.sum()
+    gated = coloured.sum(axis=1) >= GATE_MIN_FRACTION * region.sum(axis=1)
     candidate = np.where(gated[:, None], coloured, plausible)
     threshold, separation = _otsu(L, candidate)
     dark = candidate & (L <= threshold[:, None])
@@ -165,32 +171,43 @@ def _check_images(images: Any) -> np.ndarray:
 
 
 def ita_for_images(
-    images: np.ndarray | Sequence[np.ndarray], ring: float = 0.2, min_separation: float = 10.0
+    images: np.ndarray | Sequence[np.ndarray],
+    ring: float = 0.2,
+    min_separation: float = 10.0,
+    lesion_masks: np.ndarray | Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """ITA in degrees per image (NaN where no pixel could be skin), chunked to bound memory.
 
     ``images`` is a (N, H, W, 3) uint8 array (a memory map is read chunk by chunk), or a sequence
-    of (H, W, 3) uint8 arrays of differing sizes, measured one by one.
+    of (H, W, 3) uint8 arrays of differing sizes, measured one by one. ``lesion_masks`` (one
+    (H, W) bool mask per image, from masks or a segmentation model) replaces the border ring by
+    the skin outside the lesion.
     """
     if not isinstance(images, np.ndarray) and isinstance(images, Sequence):
-        return np.array([ita_of_image(img, ring, min_separation) for img in images], dtype=np.float64)
+        masks = lesion_masks if lesion_masks is not None else [None] * len(images)
+        return np.array([ita_of_image(i, ring, min_separation, m) for i, m in zip(images, masks, strict=True)])
     x = _check_images(images)
     n, h, w = x.shape[:3]
+    if lesion_masks is not None and np.shape(lesion_masks) != (n, h, w):
+        raise DataError(f"ITA lesion masks must have shape {(n, h, w)}, got {np.shape(lesion_masks)}")
     out = np.full(n, np.nan)
-    pixels = int(ring_mask(h, w, ring).sum())
-    chunk = max(1, _CHUNK_PIXELS // max(pixels, 1))
+    chunk = max(1, _CHUNK_PIXELS // max(h * w, 1))
     for start in range(0, n, chunk):
-        L, b, _ = skin_lab(np.asarray(x[start : start + chunk]), ring, min_separation)
+        masks = None if lesion_masks is None else np.asarray(lesion_masks[start : start + chunk])
+        L, b, _ = skin_lab(np.asarray(x[start : start + chunk]), ring, min_separation, masks)
         out[start : start + chunk] = ita_from_lab(L, b)
     return out
 
 
-def ita_of_image(img_uint8: np.ndarray, ring: float = 0.2, min_separation: float = 10.0) -> float:
+def ita_of_image(
+    img_uint8: np.ndarray, ring: float = 0.2, min_separation: float = 10.0, lesion_mask: np.ndarray | None = None
+) -> float:
     """ITA in degrees of the skin around the lesion of one (H, W, 3) uint8 image; NaN if none."""
     x = np.asarray(img_uint8)
     if x.ndim != 3:
         raise DataError(f"ITA needs one RGB image of shape (H, W, 3), got shape {x.shape}")
-    return float(ita_for_images(x[None], ring, min_separation)[0])
+    masks = None if lesion_mask is None else np.asarray(lesion_mask)[None]
+    return float(ita_for_images(x[None], ring, min_separation, masks)[0])
 
 
 def ita_groups(
