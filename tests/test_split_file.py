@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from dermbench.data.splits import kfold_splits
 from dermbench.errors import DataError
-from dermbench.testing import run_tiny
+from dermbench.testing import make_plugins, run_tiny
 
 FAST = {"epochs": 1, "synthetic_n": 200}
 
 
 def _export(tmp_path: Path, capsys, dermbench_process_plugins, folds: int = 0) -> Path:
     from dermbench.cli.main import main
-    from dermbench.testing import make_plugins
 
     dermbench_process_plugins(make_plugins())
     out = tmp_path / "split.csv"
@@ -43,7 +44,15 @@ def test_an_exported_split_reimported_gives_the_same_fingerprints_and_metrics(
     path = _export(tmp_path, capsys, dermbench_process_plugins, folds=3)
     table = pd.read_csv(path)
     assert list(table.columns) == ["image_id", "group", "label", "split", "fold"]
-    assert set(table.loc[table["split"] == "test", "fold"]) == {-1} and set(table["fold"]) == {-1, 0, 1, 2}
+    assert set(table.loc[table["split"] != "train", "fold"]) == {-1} and set(table["fold"]) == {-1, 0, 1, 2}
+    # the folds are those --ensemble cv3 trains: kfold_splits of the training split, by the split seed
+    classes = make_plugins().registries.tasks.get("tiny3").classes
+    train = table[table["split"] == "train"].reset_index(drop=True)
+    train["y"] = [list(classes).index(c) for c in train["label"]]
+    expected = np.full(len(train), -1)
+    for i, (_, held_out) in enumerate(kfold_splits(train, 3, seed=0)):
+        expected[held_out] = i
+    assert train["fold"].tolist() == expected.tolist()
     seeded = run_tiny(tmp_path / "a", **FAST)
     from_file = run_tiny(tmp_path / "b", split_file=str(path), **FAST)
     meta = json.loads(path.with_suffix(".csv.json").read_text())

@@ -52,7 +52,10 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--gate", {"help": "an image-quality gate in front of the predictions: autoencoder (docs/gate.md)"}),
     ("--sampler", {"help": "training sampler, e.g. balanced (default: the method's, else shuffling)"}),
     ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),
-    ("--ensemble", {"help": "none | cvK: K-fold cross-validation ensemble over train + val (e.g. cv3)"}),
+    (
+        "--ensemble",
+        {"help": "none | cvK: K-fold cross-validation ensemble over the training split (e.g. cv3)"},
+    ),
     ("--tta", {"help": "test-time augmentation: none | flips | flips_rot90"}),
     ("--groups", {"help": "comma-separated subgroup columns to audit, e.g. ita,sex,skin_type"}),
     (
@@ -393,7 +396,7 @@ def _add_author_commands(sub: Any) -> None:
     _add_run_flags(e)
     e.add_argument("--task", help="task name or .toml file")
     e.add_argument(
-        "--folds", type=int, default=0, help="also write the K-fold CV fold over train + val (cvK)"
+        "--folds", type=int, default=0, help="also write the K-fold CV fold of each training image (cvK)"
     )
     e.add_argument("--to", dest="out_file", required=True, metavar="FILE.csv", help="the split file to write")
     e.set_defaults(func=cmd_splits_export)

@@ -2,7 +2,7 @@
 
 A split file is a CSV with one row per image: ``image_id``, ``group`` (the lesion), ``label``
 (the task's class), ``split`` (train / val / test) and, when asked for, ``fold`` (the
-lesion-grouped K-fold cross-validation fold over train + val that ``--ensemble cvK`` uses). Beside
+lesion-grouped K-fold cross-validation fold of the training split that ``--ensemble cvK`` uses). Beside
 it, ``FILE.json`` holds the task, the data, the split seed and each split's fingerprint (the
 sha256 over its sorted image ids and labels, as every run record states it), so anyone can train
 on exactly the same split with or without dermbench, and check that they did.
@@ -41,7 +41,7 @@ def split_table(
         }
     )
     if folds:
-        pool = np.concatenate([idx["train"], idx["val"]])
+        pool = idx["train"]  # as --ensemble cvK folds it (dermbench.run.fitting)
         fold = np.full(len(frame), -1)
         for i, (_, held_out) in enumerate(kfold_splits(frame.iloc[pool].reset_index(drop=True), folds, seed)):
             fold[pool[held_out]] = i

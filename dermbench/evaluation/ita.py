@@ -136,7 +136,10 @@ def _median_rows(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def skin_lab(
-    images: np.ndarray, ring: float = 0.2, min_separation: float = 10.0, lesion_masks: np.ndarray | None = None
+    images: np.ndarray,
+    ring: float = 0.2,
+    min_separation: float = 10.0,
+    lesion_masks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median L*, median b* and the number of pixels kept, per image of a (N, H, W, 3) uint8 array.
 
@@ -185,7 +188,9 @@ def ita_for_images(
     """
     if not isinstance(images, np.ndarray) and isinstance(images, Sequence):
         masks = lesion_masks if lesion_masks is not None else [None] * len(images)
-        return np.array([ita_of_image(i, ring, min_separation, m) for i, m in zip(images, masks, strict=True)])
+        return np.array(
+            [ita_of_image(i, ring, min_separation, m) for i, m in zip(images, masks, strict=True)]
+        )
     x = _check_images(images)
     n, h, w = x.shape[:3]
     if lesion_masks is not None and np.shape(lesion_masks) != (n, h, w):
@@ -200,7 +205,10 @@ def ita_for_images(
 
 
 def ita_of_image(
-    img_uint8: np.ndarray, ring: float = 0.2, min_separation: float = 10.0, lesion_mask: np.ndarray | None = None
+    img_uint8: np.ndarray,
+    ring: float = 0.2,
+    min_separation: float = 10.0,
+    lesion_mask: np.ndarray | None = None,
 ) -> float:
     """ITA in degrees of the skin around the lesion of one (H, W, 3) uint8 image; NaN if none."""
     x = np.asarray(img_uint8)

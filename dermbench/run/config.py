@@ -87,7 +87,7 @@ class RunConfig:
     resize: str = "bilinear"  # how images are squashed to image_size: bilinear | nearest
     sampler: str = ""  # a registered sampler (e.g. balanced); empty: the method's, else shuffling
     synthetic_n: int = 1500
-    ensemble: str = "none"  # none | cvK: K models from lesion-grouped K-fold CV over train + val
+    ensemble: str = "none"  # none | cvK: K models from lesion-grouped K-fold CV of the training split
     tta: str = "none"  # none | flips | flips_rot90: test-time augmentation averaged per image
     groups: tuple[str, ...] = ()  # subgroup audit columns, e.g. ("ita", "sex", "skin_type")
     skip_bad_images: bool = False

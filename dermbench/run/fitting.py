@@ -74,7 +74,7 @@ class Fitted:
 
 
 def ensemble_folds(spec: str) -> int | None:
-    """``none`` -> None; ``cv3`` -> 3 (k-fold cross-validation ensemble over train + val)."""
+    """``none`` -> None; ``cv3`` -> 3 (k-fold cross-validation ensemble over the training split)."""
     if spec == "none":
         return None
     if spec.startswith("cv") and spec[2:].isdigit() and int(spec[2:]) >= 2:
