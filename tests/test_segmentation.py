@@ -190,3 +190,37 @@ def test_composites_on_real_ham10000_backgrounds(shared_data):
     images, masks, meta = make_composites(sources, n=8, size=96, seed=0, source_ids=["a", "b", "c", "d", "e"])
     assert images.shape == (8, 96, 96, 3) and 0.03 < masks.mean() < 0.6
     assert set(meta["backgrounds"]) <= {"a", "b", "c", "d", "e"}
+
+
+def test_dermbench_segment_trains_scores_records_and_shows(tmp_path, capsys):
+    from dermbench.cli.main import main
+
+    root = write_isic_task1(tmp_path / "isic", n=24)
+    args = ["segment", "--masks", f"isic2018_task1={root}", "--epochs", "1", "--image-size", "32"]
+    assert main([*args, "--n-boot", "50", "--out", str(tmp_path / "runs")]) == 0
+    (record_path,) = list((tmp_path / "runs").rglob("record.json"))
+    record = json_load(record_path)
+    assert record["schema"] == "dermbench.segmentation/1" and record["data"]["synthetic"] is False
+    assert set(record["metrics"]) == {"val", "test"}
+    sizes = {s: v["n"] for s, v in record["data"]["splits"].items()}
+    assert sum(sizes.values()) == 24 and record["metrics"]["test"]["n"] == sizes["test"]
+    per_image = (record_path.parent / "predictions" / "test.csv").read_text().splitlines()
+    assert per_image[0] == "image_id,iou,dice,boundary_f" and len(per_image) == sizes["test"] + 1
+    capsys.readouterr()
+    assert main(["show", str(record_path.parent)]) == 0
+    assert "segmentation unet" in capsys.readouterr().out
+
+
+def test_dermbench_segment_needs_masks_or_backgrounds_and_a_known_method(tmp_path):
+    from dermbench.segmentation.run import SegmentationConfig, run_segmentation
+
+    with pytest.raises(ConfigError, match="segmentation methods are unet, maskrcnn"):
+        run_segmentation(SegmentationConfig(method="yolo", out=str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"--masks 'isic=x': expected isic2018_task1=PATH"):
+        run_segmentation(SegmentationConfig(masks="isic=x", out=str(tmp_path)))
+
+
+def json_load(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())

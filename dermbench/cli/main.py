@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dermbench import __version__
+from dermbench.cli.segment import add_segment_command
 from dermbench.errors import ConfigError, DermbenchError
 from dermbench.plugins.contract import CONTRACTS
 
@@ -281,9 +282,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from dermbench.cli.segment import segmentation_text
     from dermbench.cli.textreport import format_record
     from dermbench.run.record import read_record
 
+    text = None if args.json else segmentation_text(args.run)
+    if text is not None:
+        print(text)
+        return 0
     record = read_record(args.run)
     if args.json:
         print(json.dumps(record, indent=1))
@@ -431,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p)
     p.set_defaults(func=cmd_sweep)
 
+    add_segment_command(sub)
     p = sub.add_parser("show", help="print a run record as tables")
     p.add_argument("run", help="run folder or record.json")
     p.add_argument("--json", action="store_true", help="print the raw JSON")

@@ -1,0 +1,66 @@
+"""``dermbench segment``: train and score a lesion segmenter (docs/segmentation.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_segment_command(sub: Any) -> None:
+    p = sub.add_parser(
+        "segment", help="train and score a lesion segmenter: unet | maskrcnn (docs/segmentation.md)"
+    )
+    p.add_argument("--method", default="unet", help="unet (default) | maskrcnn")
+    p.add_argument(
+        "--masks",
+        default="",
+        help="isic2018_task1=PATH | ham10000=IMAGES_PATH,MASKS_PATH; without it, SYNTHETIC composites",
+    )
+    p.add_argument("--composites", type=int, default=1000, help="synthetic composites made without --masks")
+    p.add_argument(
+        "--backgrounds", default="", help="a HAM10000 folder whose photographs give the composites' skin"
+    )
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--lr", type=float, default=None, help="default 1e-3 (U-Net, Adam) / 5e-3 (Mask R-CNN, SGD)"
+    )
+    p.add_argument("--init", default="random", help="Mask R-CNN weights file, or random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--out", default="runs")
+    p.set_defaults(func=cmd_segment)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from dermbench.segmentation.run import SegmentationConfig, format_segmentation, run_segmentation
+
+    names = SegmentationConfig.__dataclass_fields__
+    cfg = SegmentationConfig(**{k: v for k, v in vars(args).items() if k in names})
+    if not cfg.masks and not cfg.backgrounds:
+        from dermbench.errors import ConfigError
+
+        raise ConfigError(
+            "dermbench segment needs --masks, or --backgrounds HAM10000_PATH for synthetic composites"
+        )
+    record, run_dir = run_segmentation(cfg)
+    print(format_segmentation(record))
+    print(f"record: {run_dir}/record.json")
+    return 0
+
+
+def segmentation_text(path: str) -> str | None:
+    """``dermbench show`` text of a segmentation record, None for any other file."""
+    from dermbench.segmentation.run import SCHEMA, format_segmentation
+
+    p = Path(path)
+    p = p / "record.json" if p.is_dir() else p
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return format_segmentation(data) if isinstance(data, dict) and data.get("schema") == SCHEMA else None

@@ -1,0 +1,195 @@
+"""One segmentation run: masks (or synthetic composites) split as classification is split, a model
+trained on train, IoU / Dice / boundary F with intervals on val and test, a record on disk.
+
+The record (``record.json``, schema ``dermbench.segmentation/1``) has what a classification record
+has where it applies: the resolved settings, the environment, the data and each split's
+fingerprint, the history, the metrics, and per-image scores of val and test in
+``predictions/<split>.csv``. ``dermbench show`` prints it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dermbench.data.splits import make_splits, split_fingerprint
+from dermbench.errors import ConfigError, DataError
+from dermbench.segmentation.metrics import per_image_scores, segmentation_report
+from dermbench.segmentation.train import (
+    TrainSettings,
+    predict_maskrcnn,
+    predict_unet,
+    train_maskrcnn,
+    train_unet,
+)
+
+SCHEMA = "dermbench.segmentation/1"
+METHODS = ("unet", "maskrcnn")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    method: str = "unet"
+    masks: str = ""  # "isic2018_task1=PATH" | "ham10000=IMAGES_PATH,MASKS_PATH" | "" (composites)
+    composites: int = 1000  # without masks: this many synthetic composites
+    backgrounds: str = ""  # HAM10000 folder the composites' skin is cut from
+    image_size: int = 64
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float | None = None
+    init: str = "random"
+    seed: int = 0
+    split_seed: int = 0
+    n_boot: int = 1000
+    out: str = "runs"
+
+
+def load_data(cfg: SegmentationConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The images, masks and a frame (image_id, group, y) of the configured source."""
+    from dermbench.segmentation import masks as M
+
+    if cfg.masks:
+        kind, _, path = cfg.masks.partition("=")
+        if kind == "isic2018_task1":
+            items = M.isic2018_task1(path)
+        elif kind == "ham10000" and "," in path:
+            items = M.ham10000_masks(*path.split(",", 1))
+        else:
+            raise ConfigError(f"--masks {cfg.masks!r}: expected isic2018_task1=PATH or ham10000=IMAGES,MASKS")
+        images, masks = M.load_pairs(items, cfg.image_size)
+        ids = [it.image_id for it in items]
+        info = {"source": kind, "path": path, "n": len(items), "synthetic": False}
+        groups = ids
+    else:
+        images, masks, ids, groups, info = _composites(cfg)
+    y = masks.reshape(len(masks), -1).any(axis=1).astype(int)
+    return pd.DataFrame({"image_id": ids, "group": groups, "y": y}), images, masks, info
+
+
+def _composites(
+    cfg: SegmentationConfig,
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str], dict[str, Any]]:
+    """Composites grouped by the photograph their skin was cut from, so that no photograph's skin
+    is in two splits."""
+    from PIL import Image
+
+    from dermbench.segmentation.composites import make_composites
+
+    folder = Path(cfg.backgrounds) / "images"
+    files = sorted(folder.glob("*.jpg"))[:400]
+    if not files:
+        raise DataError(f"{folder}: no JPEG photographs to cut the composites' skin from (--backgrounds)")
+    photos = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    images, masks, meta = make_composites(
+        photos, cfg.composites, cfg.image_size, cfg.seed, [f.stem for f in files]
+    )
+    ids = [f"composite_{i:05d}" for i in range(cfg.composites)]
+    info = {
+        "source": "composites",
+        "path": str(folder),
+        **{k: v for k, v in meta.items() if k != "backgrounds"},
+    }
+    return images, masks, ids, [str(b) for b in meta["backgrounds"]], info
+
+
+def _fit_predict(cfg: SegmentationConfig, images, masks, splits) -> tuple[dict[str, np.ndarray], list, dict]:
+    lr = cfg.lr or (1e-3 if cfg.method == "unet" else 5e-3)
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings = TrainSettings(cfg.epochs, cfg.batch_size, lr, cfg.seed, device)
+    tr = splits["train"]
+    if cfg.method == "unet":
+        model, history = train_unet(images[tr], masks[tr], settings)
+        preds = {
+            s: predict_unet(model, images[idx], device=device) for s, idx in splits.items() if s != "train"
+        }
+        return preds, history, {"init": "random", **asdict(settings)}
+    from dermbench.segmentation.maskrcnn import build_maskrcnn
+
+    model, init = build_maskrcnn(cfg.image_size, cfg.init)
+    history = train_maskrcnn(model, images[tr], masks[tr], settings)
+    preds = {
+        s: predict_maskrcnn(model, images[idx], device=device) for s, idx in splits.items() if s != "train"
+    }
+    return preds, history, {**init, **asdict(settings), "trained": "roi_heads only"}
+
+
+def run_segmentation(cfg: SegmentationConfig) -> tuple[dict[str, Any], Path]:
+    """Split, train, score and write the record; returns it and its folder."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"--method {cfg.method!r}: segmentation methods are {', '.join(METHODS)}")
+    start = time.time()
+    frame, images, masks, info = load_data(cfg)
+    splits = make_splits(frame, seed=cfg.split_seed)
+    preds, history, resolved = _fit_predict(cfg, images, masks, splits)
+    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    run_dir = Path(cfg.out) / "segmentation" / cfg.method / f"{cfg.method}-s{cfg.seed}-{key}"
+    (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    for name, pred in preds.items():
+        truth = masks[splits[name]]
+        report = segmentation_report(list(pred), list(truth), n_boot=cfg.n_boot, seed=cfg.seed)
+        metrics[name] = {k: ({kk: vv for kk, vv in v.items() if kk != "per_image"} if isinstance(v, dict) else v)
+                         for k, v in report.items()}  # fmt: skip
+        scores = per_image_scores(list(pred), list(truth))
+        pd.DataFrame({"image_id": frame["image_id"].iloc[splits[name]].to_numpy(), **scores}).to_csv(
+            run_dir / "predictions" / f"{name}.csv", index=False
+        )
+    record = _record(cfg, info, frame, splits, history, metrics, resolved, time.time() - start)
+    tmp = run_dir / "record.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(run_dir / "record.json")
+    return record, run_dir
+
+
+def _record(cfg, info, frame, splits, history, metrics, resolved, seconds) -> dict[str, Any]:
+    from dermbench.run.record import environment
+
+    return {
+        "schema": SCHEMA,
+        "kind": "segmentation",
+        "status": "complete",
+        "config": asdict(cfg),
+        "resolved": resolved,
+        "environment": environment(resolved["device"], {}),
+        "data": {
+            **info,
+            "split_protocol": f"seeded 70/15/15, grouped by {'background photograph' if info['source'] == 'composites' else 'image'}, "
+            f"stratified by empty / non-empty mask, split seed {cfg.split_seed}",
+            "splits": {
+                s: {"n": len(idx), "fingerprint": split_fingerprint(frame, idx)} for s, idx in splits.items()
+            },
+        },
+        "history": history,
+        "metrics": metrics,
+        "seconds": round(seconds, 1),
+    }
+
+
+def format_segmentation(record: dict[str, Any]) -> str:
+    """``dermbench show`` for a segmentation record."""
+    data, cfg = record["data"], record["config"]
+    synthetic = "  (SYNTHETIC composites: not a result on real lesion masks)" if data.get("synthetic") else ""
+    lines = [
+        f"segmentation {cfg['method']}  seed {cfg['seed']}  {cfg['image_size']} px  {cfg['epochs']} epochs{synthetic}",
+        f"data {data['source']} ({data['n']} images)  {data['split_protocol']}",
+        "",
+        f"{'metric':11s} " + "  ".join(f"{s:>24s}" for s in record["metrics"]),
+    ]
+    for name in ("iou", "dice", "boundary_f"):
+        cells = []
+        for m in record["metrics"].values():
+            ci = m[name].get("ci95") or {}
+            cells.append(
+                f"{m[name]['mean']:.3f} [{ci.get('low', float('nan')):.3f}, {ci.get('high', float('nan')):.3f}]"
+            )
+        lines.append(f"{name:11s} " + "  ".join(f"{c:>24s}" for c in cells))
+    return "\n".join(lines)
