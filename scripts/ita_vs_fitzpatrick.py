@@ -8,7 +8,7 @@ between ITA and type should be clearly negative. Images with type -1 (unknown) a
     python scripts/ita_vs_fitzpatrick.py [DATA_DIR] [--lesion-model UNET.pt]
 
 DATA_DIR defaults to ``<repo>/../shared/data/fitzpatrick17k``. ``--lesion-model`` (a U-Net saved by
-``scripts/segment_composites.py --save-model``) measures the skin outside its predicted lesion
+``dermbench segment --method unet --save-model``) measures the skin outside its predicted lesion
 masks instead of the border ring, and prints both.
 """
 

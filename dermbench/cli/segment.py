@@ -33,6 +33,7 @@ def add_segment_command(sub: Any) -> None:
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", default="runs")
+    p.add_argument("--save-model", default="", help="also write the trained weights here (a state dict)")
     p.set_defaults(func=cmd_segment)
 
 

@@ -49,6 +49,7 @@ class SegmentationConfig:
     split_seed: int = 0
     n_boot: int = 1000
     out: str = "runs"
+    save_model: str = ""  # also write the trained weights here: {"model", "kind", "size"}
 
 
 def load_data(cfg: SegmentationConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -99,7 +100,9 @@ def _composites(
     return images, masks, ids, [str(b) for b in meta["backgrounds"]], info
 
 
-def _fit_predict(cfg: SegmentationConfig, images, masks, splits) -> tuple[dict[str, np.ndarray], list, dict]:
+def _fit_predict(
+    cfg: SegmentationConfig, images, masks, splits
+) -> tuple[dict[str, np.ndarray], list, dict, Any]:
     lr = cfg.lr or (1e-3 if cfg.method == "unet" else 5e-3)
     import torch
 
@@ -111,7 +114,7 @@ def _fit_predict(cfg: SegmentationConfig, images, masks, splits) -> tuple[dict[s
         preds = {
             s: predict_unet(model, images[idx], device=device) for s, idx in splits.items() if s != "train"
         }
-        return preds, history, {"init": "random", **asdict(settings)}
+        return preds, history, {"init": "random", **asdict(settings)}, model
     from dermbench.segmentation.maskrcnn import build_maskrcnn
 
     model, init = build_maskrcnn(cfg.image_size, cfg.init)
@@ -119,7 +122,7 @@ def _fit_predict(cfg: SegmentationConfig, images, masks, splits) -> tuple[dict[s
     preds = {
         s: predict_maskrcnn(model, images[idx], device=device) for s, idx in splits.items() if s != "train"
     }
-    return preds, history, {**init, **asdict(settings), "trained": "roi_heads only"}
+    return preds, history, {**init, **asdict(settings), "trained": "roi_heads only"}, model
 
 
 def run_segmentation(cfg: SegmentationConfig) -> tuple[dict[str, Any], Path]:
@@ -129,7 +132,12 @@ def run_segmentation(cfg: SegmentationConfig) -> tuple[dict[str, Any], Path]:
     start = time.time()
     frame, images, masks, info = load_data(cfg)
     splits = make_splits(frame, seed=cfg.split_seed)
-    preds, history, resolved = _fit_predict(cfg, images, masks, splits)
+    preds, history, resolved, model = _fit_predict(cfg, images, masks, splits)
+    if cfg.save_model:
+        import torch
+
+        Path(cfg.save_model).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "kind": cfg.method, "size": cfg.image_size}, cfg.save_model)
     key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:10]
     run_dir = Path(cfg.out) / "segmentation" / cfg.method / f"{cfg.method}-s{cfg.seed}-{key}"
     (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
