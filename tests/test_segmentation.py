@@ -3,6 +3,7 @@ the composites' exact masks, and the two models for one step on the CPU."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,21 @@ def test_dermbench_segment_trains_scores_records_and_shows(tmp_path, capsys):
     capsys.readouterr()
     assert main(["show", str(record_path.parent)]) == 0
     assert "segmentation unet" in capsys.readouterr().out
+    # the leaderboard ranks it on its own page, and verify recomputes its means from the scores
+    assert (
+        main(["leaderboard", "build", "--results", str(tmp_path / "runs"), "--out", str(tmp_path / "site")])
+        == 0
+    )
+    page = (tmp_path / "site" / "segmentation.html").read_text()
+    assert "isic2018_task1" in page and f"{record['metrics']['test']['iou']['mean']:.3f}" in page
+    assert 'href="segmentation.html"' in (tmp_path / "site" / "index.html").read_text()
+    from dermbench.segmentation.run import verify_segmentation
+
+    assert verify_segmentation(record_path.parent) == []
+    record["metrics"]["test"]["iou"]["mean"] += 0.01
+    record_path.write_text(json.dumps(record))
+    (problem,) = verify_segmentation(record_path.parent)
+    assert problem.startswith("test iou: the record says")
 
 
 def test_dermbench_segment_needs_masks_or_backgrounds_and_a_known_method(tmp_path):
@@ -221,6 +237,4 @@ def test_dermbench_segment_needs_masks_or_backgrounds_and_a_known_method(tmp_pat
 
 
 def json_load(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text())

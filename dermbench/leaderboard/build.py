@@ -20,6 +20,9 @@ from dermbench.leaderboard.config import LeaderboardConfig, read_config
 from dermbench.leaderboard.records import load_runs, slug
 from dermbench.leaderboard.render import environment, prepare_out, write_page
 from dermbench.leaderboard.report import entry_page
+from dermbench.leaderboard.segmentation_view import METRICS as SEGMENTATION_METRICS
+from dermbench.leaderboard.segmentation_view import PAGE as SEGMENTATION_PAGE
+from dermbench.leaderboard.segmentation_view import load_segmentation_records, segmentation_boards
 
 
 def _task_title(cfg: LeaderboardConfig, task: str, boards: list[Board]) -> tuple[str, str]:
@@ -81,6 +84,17 @@ def _task_pages(
     }
 
 
+def _segmentation_page(env: Any, results: Path, out: Path) -> dict[str, Any] | None:
+    """The segmentation page, when there are segmentation records; what the index links."""
+    found = load_segmentation_records(results)
+    if not found:
+        return None
+    boards = segmentation_boards(found)
+    write_page(env, "segmentation.html", out / SEGMENTATION_PAGE, root="", crumbs=[("index.html", "Leaderboard")],
+               title="Lesion segmentation", boards=boards, metrics=SEGMENTATION_METRICS)  # fmt: skip
+    return {"href": SEGMENTATION_PAGE, "boards": len(boards), "runs": len(found)}
+
+
 def build_site(results: Path, out: Path, config: Path | None = None) -> Path:
     """Build the site for every complete run record under ``results`` into ``out``.
 
@@ -99,7 +113,13 @@ def build_site(results: Path, out: Path, config: Path | None = None) -> Path:
     env = environment()
     common = {"digits": cfg.digits, "metric_label": cfg.label, "site_title": cfg.title}
     tasks = [_task_pages(env, cfg, out, task, task_boards, common) for task, task_boards in boards.items()]
-    skipped = [{"path": str(s.path.relative_to(results)), "status": s.status} for s in loaded.skipped]
+    segmentation = _segmentation_page(env, results, out)
+    seg_paths = {p for p, _ in load_segmentation_records(results)}
+    skipped = [
+        {"path": str(s.path.relative_to(results)), "status": s.status}
+        for s in loaded.skipped
+        if s.path not in seg_paths  # ranked on their own page
+    ]
     return write_page(
         env,
         "index.html",
@@ -110,6 +130,7 @@ def build_site(results: Path, out: Path, config: Path | None = None) -> Path:
         description=cfg.description,
         tasks=tasks,
         skipped=skipped,
+        segmentation=segmentation,
         n_runs=len(loaded.runs),
         **common,
     )

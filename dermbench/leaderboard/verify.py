@@ -32,6 +32,7 @@ from dermbench.leaderboard.records import check_record
 from dermbench.plugins.options import build_options
 from dermbench.run.config import RunConfig
 from dermbench.run.record import RECORD_NAME, read_record
+from dermbench.segmentation.run import verify_segmentation
 
 TOLERANCE = 1e-9
 
@@ -51,6 +52,9 @@ def record_folders(paths: list[Path]) -> list[Path]:
 
 def verify_run(run_dir: Path, plugins: Any, data: Mapping[str, str] | None = None) -> list[str]:
     """Every reason ``run_dir`` may not be ranked (empty: it may)."""
+    problems = verify_segmentation(run_dir)
+    if problems is not None:  # a segmentation record: checked against its per-image scores
+        return problems
     try:
         record = check_record(read_record(run_dir), run_dir / RECORD_NAME)
     except DataError as exc:

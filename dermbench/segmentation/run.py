@@ -22,13 +22,6 @@ import pandas as pd
 from dermbench.data.splits import make_splits, split_fingerprint
 from dermbench.errors import ConfigError, DataError
 from dermbench.segmentation.metrics import per_image_scores, segmentation_report
-from dermbench.segmentation.train import (
-    TrainSettings,
-    predict_maskrcnn,
-    predict_unet,
-    train_maskrcnn,
-    train_unet,
-)
 
 SCHEMA = "dermbench.segmentation/1"
 METHODS = ("unet", "maskrcnn")
@@ -103,8 +96,17 @@ def _composites(
 def _fit_predict(
     cfg: SegmentationConfig, images, masks, splits
 ) -> tuple[dict[str, np.ndarray], list, dict, Any]:
-    lr = cfg.lr or (1e-3 if cfg.method == "unet" else 5e-3)
     import torch
+
+    from dermbench.segmentation.train import (
+        TrainSettings,
+        predict_maskrcnn,
+        predict_unet,
+        train_maskrcnn,
+        train_unet,
+    )
+
+    lr = cfg.lr or (1e-3 if cfg.method == "unet" else 5e-3)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     settings = TrainSettings(cfg.epochs, cfg.batch_size, lr, cfg.seed, device)
@@ -182,10 +184,39 @@ def _record(cfg, info, frame, splits, history, metrics, resolved, seconds) -> di
     }
 
 
+def verify_segmentation(run_dir: Path) -> list[str] | None:
+    """None unless ``run_dir`` holds a segmentation record; then every reason it may not be ranked:
+    not complete, a split's per-image scores missing, or a mean or count they do not reproduce."""
+    path = Path(run_dir) / "record.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        return None
+    if record.get("status") != "complete":
+        return [f"status is {record.get('status')!r}, not complete"]
+    problems = []
+    for split, metrics in record["metrics"].items():
+        csv = Path(run_dir) / "predictions" / f"{split}.csv"
+        if not csv.is_file():
+            problems.append(f"{csv}: missing: the {split} metrics cannot be recomputed")
+            continue
+        scores = pd.read_csv(csv)
+        if len(scores) != metrics["n"] or len(scores) != record["data"]["splits"][split]["n"]:
+            problems.append(f"{csv}: {len(scores)} images, the record says {metrics['n']}")
+        for name in ("iou", "dice", "boundary_f"):
+            if not np.isclose(scores[name].mean(), metrics[name]["mean"], atol=1e-9):
+                problems.append(
+                    f"{split} {name}: the record says {metrics[name]['mean']}, its scores give {scores[name].mean()}"
+                )
+    return problems
+
+
 def format_segmentation(record: dict[str, Any]) -> str:
     """``dermbench show`` for a segmentation record."""
     data, cfg = record["data"], record["config"]
-    synthetic = "  (SYNTHETIC composites: not a result on real lesion masks)" if data.get("synthetic") else ""
+    synthetic = "  (SYNTHETIC composites: not a result on real lesion masks)" if data["synthetic"] else ""
     lines = [
         f"segmentation {cfg['method']}  seed {cfg['seed']}  {cfg['image_size']} px  {cfg['epochs']} epochs{synthetic}",
         f"data {data['source']} ({data['n']} images)  {data['split_protocol']}",
