@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ def add_segment_command(sub: Any) -> None:
     )
     p.add_argument("--init", default="random", help="Mask R-CNN weights file, or random")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="", help="comma-separated training seeds, one run each (e.g. 0,1,2)")
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", default="runs")
@@ -38,19 +40,22 @@ def add_segment_command(sub: Any) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    from dermbench.errors import ConfigError
     from dermbench.segmentation.run import SegmentationConfig, format_segmentation, run_segmentation
 
     names = SegmentationConfig.__dataclass_fields__
     cfg = SegmentationConfig(**{k: v for k, v in vars(args).items() if k in names})
     if not cfg.masks and not cfg.backgrounds:
-        from dermbench.errors import ConfigError
-
         raise ConfigError(
             "dermbench segment needs --masks, or --backgrounds HAM10000_PATH for synthetic composites"
         )
-    record, run_dir = run_segmentation(cfg)
-    print(format_segmentation(record))
-    print(f"record: {run_dir}/record.json")
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else [cfg.seed]
+    if len(seeds) > 1 and cfg.save_model:
+        raise ConfigError("--save-model keeps one model: give one --seed, not --seeds")
+    for seed in seeds:
+        record, run_dir = run_segmentation(replace(cfg, seed=seed))
+        print(format_segmentation(record))
+        print(f"record: {run_dir}/record.json")
     return 0
 
 
