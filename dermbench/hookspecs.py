@@ -148,6 +148,18 @@ def dermbench_register_explainers(register: Callable[[Component], None]) -> None
 
 
 @hookspec
+def dermbench_register_segmenters(register: Callable[[Component], None]) -> None:
+    """Register lesion segmenters (``dermbench segment --method NAME``; docs/segmentation.md).
+
+    :param register: call with a ``Component`` whose factory is a ``SegmenterFactory``:
+        ``factory(options, ctx: SegmentContext) -> Segmenter``; ``fit(images, masks) -> history``
+        (uint8 ``(N, S, S, 3)``, bool ``(N, S, S)``; one row per epoch) and
+        ``predict(images) -> masks`` (bool ``(N, S, S)``, the input's size); ``resolved`` (a dict
+        for the record) and ``model`` (what ``--save-model`` writes the state dict of).
+    """
+
+
+@hookspec
 def dermbench_register_metrics(register: Callable[[Component], None]) -> None:
     """Register extra metrics, computed on every scored split under ``metrics.<split>.extra``.
 

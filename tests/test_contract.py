@@ -118,7 +118,19 @@ def spy_plugin(rec: Recorder) -> types.SimpleNamespace:
                 progress.finished(o)
             return outcomes
 
+    class SpySegmenter:
+        def __init__(self, ctx):
+            self.model, self.resolved = torch.nn.Identity(), {"spy": True}
+
+        def fit(self, images, masks):
+            return [{"epoch": 1, "train_loss": 0.0}]
+
+        def predict(self, images):
+            rec.note("segmenters", "product", (images,))
+            return images.mean(axis=-1) > 128
+
     makers = {
+        "segmenters": lambda o, ctx: SpySegmenter(ctx),
         "datasets": lambda o, path: load_synthetic(
             SyntheticOptions(n=120, label_source="task", priors=dict(TINY_TASK.synthetic_priors))
         ),
@@ -209,7 +221,26 @@ def spied(tmp_path_factory) -> Recorder:
     )
     result = run_sweep(request, run_tiny_plugins(plugin), log=lambda *a: None)
     assert result.failures == [] and len(result.records) == 1
+    _spy_segmentation(tmp, plugin)
     return rec
+
+
+def _spy_segmentation(tmp: Path, plugin) -> None:
+    """One ``dermbench segment`` run of the spy segmenter on a few written masks."""
+    import numpy as np
+    from PIL import Image
+
+    from dermbench.segmentation.run import SegmentationConfig, run_segmentation
+
+    root = tmp / "isic_task1"
+    root.mkdir()
+    for i in range(10):
+        Image.new("RGB", (16, 16), (40 * (i % 5), 90, 160)).save(root / f"ISIC_{i:07d}.jpg")
+        Image.fromarray(np.eye(16, dtype=np.uint8) * 255).save(root / f"ISIC_{i:07d}_segmentation.png")
+    cfg = SegmentationConfig(method="spy_segmenters", masks=f"isic2018_task1={root}", image_size=16, n_boot=5,
+                             out=str(tmp / "seg"))  # fmt: skip
+    record, _ = run_segmentation(cfg, run_tiny_plugins(plugin).registries)
+    assert record["resolved"]["spy"] is True
 
 
 def run_tiny_plugins(plugin):

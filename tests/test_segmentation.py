@@ -23,6 +23,7 @@ from dermbench.segmentation.train import (
     train_maskrcnn,
     train_unet,
 )
+from dermbench.segmentation.unet import UNet
 
 
 def square(size: int, top: int, left: int, side: int) -> np.ndarray:
@@ -149,7 +150,8 @@ def test_composites_change_exactly_the_pixels_their_masks_mark():
 
 def test_the_unet_trains_a_step_and_predicts_masks_of_the_input_size():
     images, masks, _ = make_composites(photographs(), n=4, size=48, seed=0)
-    model, history = train_unet(images, masks, TrainSettings(epochs=1, batch_size=2), progress=False)
+    model = UNet()
+    history = train_unet(model, images, masks, TrainSettings(epochs=1, batch_size=2), progress=False)
     assert len(history) == 1 and np.isfinite(history[0]["train_loss"])
     assert predict_unet(model, images).shape == (4, 48, 48)
 
@@ -230,7 +232,7 @@ def test_dermbench_segment_trains_scores_records_and_shows(tmp_path, capsys):
 def test_dermbench_segment_needs_masks_or_backgrounds_and_a_known_method(tmp_path):
     from dermbench.segmentation.run import SegmentationConfig, run_segmentation
 
-    with pytest.raises(ConfigError, match="segmentation methods are unet, maskrcnn"):
+    with pytest.raises(ConfigError, match=r"unknown segmenter 'yolo' \(known: maskrcnn, unet\)"):
         run_segmentation(SegmentationConfig(method="yolo", out=str(tmp_path)))
     with pytest.raises(ConfigError, match=r"--masks 'isic=x': expected isic2018_task1=PATH"):
         run_segmentation(SegmentationConfig(masks="isic=x", out=str(tmp_path)))
@@ -238,3 +240,35 @@ def test_dermbench_segment_needs_masks_or_backgrounds_and_a_known_method(tmp_pat
 
 def json_load(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def test_a_plugin_segmenter_runs_through_dermbench_segment(tmp_path):
+    """The extension contract: a third party's segmenter is trained, scored and recorded like ours."""
+    import types
+
+    from dermbench.components import Component
+    from dermbench.hookspecs import hookimpl
+    from dermbench.segmentation.run import SegmentationConfig, run_segmentation
+    from dermbench.testing import make_plugins
+
+    class Threshold:  # calls dark pixels lesion
+        def __init__(self, options, ctx):
+            self.model, self.resolved = torch.nn.Identity(), {"rule": "grey < 100"}
+
+        def fit(self, images, masks):
+            return [{"epoch": 1, "train_loss": 0.0}]
+
+        def predict(self, images):
+            return images.mean(axis=-1) < 100
+
+    @hookimpl
+    def dermbench_register_segmenters(register):
+        register(Component("dark_pixels", Threshold, "dark pixels are lesion"))
+
+    plugin = ("dark", types.SimpleNamespace(dermbench_register_segmenters=dermbench_register_segmenters))
+    root = write_isic_task1(tmp_path / "isic", n=12)
+    cfg = SegmentationConfig(method="dark_pixels", masks=f"isic2018_task1={root}", image_size=32, n_boot=20,
+                             out=str(tmp_path / "runs"))  # fmt: skip
+    record, _ = run_segmentation(cfg, make_plugins(plugin).registries)
+    assert record["resolved"] == {"device": "cpu", "rule": "grey < 100"}
+    assert record["metrics"]["test"]["iou"]["mean"] == 0.0  # the fixture's lesions are not dark

@@ -13,6 +13,7 @@ DEFAULTS = {
     "optimizers": "adam",
     "explainers": "gradcampp",
     "launchers": "local",
+    "segmenters": "unet",
 }
 
 

@@ -13,7 +13,12 @@ def add_segment_command(sub: Any) -> None:
     p = sub.add_parser(
         "segment", help="train and score a lesion segmenter: unet | maskrcnn (docs/segmentation.md)"
     )
-    p.add_argument("--method", default="unet", help="unet (default) | maskrcnn")
+    p.add_argument(
+        "--method", default="", help="a registered segmenter: unet (default) | maskrcnn | a plugin's"
+    )
+    p.add_argument(
+        "--opt", action="append", default=[], metavar="NAME=VALUE", help="a segmenter option, e.g. base=32"
+    )
     p.add_argument(
         "--masks",
         default="",
@@ -44,7 +49,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from dermbench.segmentation.run import SegmentationConfig, format_segmentation, run_segmentation
 
     names = SegmentationConfig.__dataclass_fields__
-    cfg = SegmentationConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg = SegmentationConfig(**{k: v for k, v in vars(args).items() if k in names and k != "options"})
+    bad = [o for o in args.opt if "=" not in o]
+    if bad:
+        raise ConfigError(f"--opt {bad[0]!r}: expected NAME=VALUE")
+    cfg = replace(cfg, options=tuple(tuple(o.split("=", 1)) for o in args.opt))
     if not cfg.masks and not cfg.backgrounds:
         raise ConfigError(
             "dermbench segment needs --masks, or --backgrounds HAM10000_PATH for synthetic composites"

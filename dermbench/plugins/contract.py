@@ -279,6 +279,31 @@ class Launcher(Protocol):
     def launch(self, jobs: Sequence[RunJob], progress: Any, /) -> list[JobOutcome]: ...
 
 
+@dataclass(frozen=True)
+class SegmentContext:
+    """What a segmenter knows of its run: the image size, the training budget, the init, the device."""
+
+    image_size: int
+    epochs: int
+    batch_size: int
+    lr: float | None  # None: the segmenter's default
+    seed: int
+    init: str  # "random" or a weights file
+    device: str
+
+
+class SegmenterFactory(Protocol):
+    def __call__(self, options: Any, ctx: SegmentContext, /) -> Segmenter: ...
+
+
+class Segmenter(Protocol):
+    """Trained on uint8 images and bool masks; predicts bool masks of the input's size."""
+
+    def fit(self, images: np.ndarray, masks: np.ndarray, /) -> list[dict]: ...
+
+    def predict(self, images: np.ndarray, /) -> np.ndarray: ...
+
+
 class MetricFactory(Protocol):
     def __call__(self, options: Any, task: Task, /) -> Metric: ...
 
@@ -325,6 +350,7 @@ CONTRACTS: dict[str, Contract] = {
         Contract(
             "launchers", "Component", LauncherFactory, Launcher, "launch", "where a sweep's runs execute"
         ),
+        Contract("segmenters", "Component", SegmenterFactory, Segmenter, "predict", "lesion-mask models"),
         Contract("methods", "Method", summary="a recipe naming components and their defaults"),
         Contract("sweeps", "SweepPreset", summary="a named grid of runs"),
     )

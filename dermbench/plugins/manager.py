@@ -42,6 +42,7 @@ BUILTIN_MODULES = (
     "dermbench.builtin.samplers",
     "dermbench.builtin.explainers",
     "dermbench.builtin.launchers",
+    "dermbench.builtin.segmenters",
     "dermbench.builtin.methods",
     "dermbench.builtin.defaults",
 )

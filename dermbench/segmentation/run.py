@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,15 @@ import pandas as pd
 
 from dermbench.data.splits import make_splits, split_fingerprint
 from dermbench.errors import ConfigError, DataError
+from dermbench.plugins.contract import SegmentContext
 from dermbench.segmentation.metrics import per_image_scores, segmentation_report
 
 SCHEMA = "dermbench.segmentation/1"
-METHODS = ("unet", "maskrcnn")
 
 
 @dataclass(frozen=True)
 class SegmentationConfig:
-    method: str = "unet"
+    method: str = ""  # a registered segmenter; empty: the default one
     masks: str = ""  # "isic2018_task1=PATH" | "ham10000=IMAGES_PATH,MASKS_PATH" | "" (composites)
     composites: int = 1000  # without masks: this many synthetic composites
     backgrounds: str = ""  # HAM10000 folder the composites' skin is cut from
@@ -43,6 +43,7 @@ class SegmentationConfig:
     n_boot: int = 1000
     out: str = "runs"
     save_model: str = ""  # also write the trained weights here: {"model", "kind", "size"}
+    options: tuple[tuple[str, str], ...] = ()  # the segmenter's options, --opt NAME=VALUE
 
 
 def load_data(cfg: SegmentationConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -93,48 +94,35 @@ def _composites(
     return images, masks, ids, [str(b) for b in meta["backgrounds"]], info
 
 
-def _fit_predict(
-    cfg: SegmentationConfig, images, masks, splits
-) -> tuple[dict[str, np.ndarray], list, dict, Any]:
+def build_segmenter(cfg: SegmentationConfig, registries: Any) -> tuple[Any, SegmentContext]:
+    """The registered segmenter ``cfg.method`` with its ``--opt NAME=VALUE`` options, and its context."""
     import torch
 
-    from dermbench.segmentation.train import (
-        TrainSettings,
-        predict_maskrcnn,
-        predict_unet,
-        train_maskrcnn,
-        train_unet,
-    )
-
-    lr = cfg.lr or (1e-3 if cfg.method == "unet" else 5e-3)
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    settings = TrainSettings(cfg.epochs, cfg.batch_size, lr, cfg.seed, device)
+    ctx = SegmentContext(cfg.image_size, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.init, device)
+    return registries.segmenters.build(cfg.method, dict(cfg.options), ctx), ctx
+
+
+def _fit_predict(cfg: SegmentationConfig, images, masks, splits, registries) -> tuple[dict, list, dict, Any]:
+    """Train on the training split, predict every other; the segmenter's resolved settings."""
+    segmenter, ctx = build_segmenter(cfg, registries)
     tr = splits["train"]
-    if cfg.method == "unet":
-        model, history = train_unet(images[tr], masks[tr], settings)
-        preds = {
-            s: predict_unet(model, images[idx], device=device) for s, idx in splits.items() if s != "train"
-        }
-        return preds, history, {"init": "random", **asdict(settings)}, model
-    from dermbench.segmentation.maskrcnn import build_maskrcnn
-
-    model, init = build_maskrcnn(cfg.image_size, cfg.init)
-    history = train_maskrcnn(model, images[tr], masks[tr], settings)
-    preds = {
-        s: predict_maskrcnn(model, images[idx], device=device) for s, idx in splits.items() if s != "train"
-    }
-    return preds, history, {**init, **asdict(settings), "trained": "roi_heads only"}, model
+    history = segmenter.fit(images[tr], masks[tr])
+    preds = {s: segmenter.predict(images[idx]) for s, idx in splits.items() if s != "train"}
+    return preds, history, {"device": ctx.device, **segmenter.resolved}, segmenter.model
 
 
-def run_segmentation(cfg: SegmentationConfig) -> tuple[dict[str, Any], Path]:
+def run_segmentation(cfg: SegmentationConfig, registries: Any = None) -> tuple[dict[str, Any], Path]:
     """Split, train, score and write the record; returns it and its folder."""
-    if cfg.method not in METHODS:
-        raise ConfigError(f"--method {cfg.method!r}: segmentation methods are {', '.join(METHODS)}")
+    from dermbench.plugins import load_plugins
+
+    registries = load_plugins().registries if registries is None else registries
+    cfg = replace(cfg, method=cfg.method or registries.default_of("segmenters"))
+    registries.segmenters.get(cfg.method)  # an unknown name is an error listing the known ones
     start = time.time()
     frame, images, masks, info = load_data(cfg)
     splits = make_splits(frame, seed=cfg.split_seed)
-    preds, history, resolved, model = _fit_predict(cfg, images, masks, splits)
+    preds, history, resolved, model = _fit_predict(cfg, images, masks, splits, registries)
     if cfg.save_model:
         import torch
 

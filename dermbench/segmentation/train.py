@@ -8,7 +8,7 @@ with ImageNet statistics, the U-Net learns from them as they are).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,12 +39,16 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator):
 
 
 def train_unet(
-    images: np.ndarray, masks: np.ndarray, settings: TrainSettings, progress: bool = True
-) -> tuple[UNet, list[dict[str, Any]]]:
-    """A U-Net trained with Adam on BCE + soft Dice; one history row per epoch."""
+    model: UNet, images: np.ndarray, masks: np.ndarray, settings: TrainSettings, progress: bool = True
+) -> list[dict[str, Any]]:
+    """``model`` trained with Adam on BCE + soft Dice; one history row per epoch. Its initial
+    weights are drawn again from the seed first, so a run is reproducible whoever built it."""
     torch.manual_seed(settings.seed)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
     rng = np.random.default_rng(settings.seed)
-    model = UNet().to(settings.device)
+    model.to(settings.device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     history = []
     for epoch in tqdm(range(1, settings.epochs + 1), desc="U-Net", disable=not progress):
@@ -61,7 +65,7 @@ def train_unet(
         history.append(
             {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2)}
         )
-    return model, history
+    return history
 
 
 @torch.no_grad()
@@ -106,15 +110,11 @@ def train_maskrcnn(
 
 
 @torch.no_grad()
-def predict_maskrcnn(model: torch.nn.Module, images: np.ndarray, device: str = "cpu") -> np.ndarray:
+def predict_maskrcnn(
+    model: torch.nn.Module, images: np.ndarray, device: str = "cpu", score_threshold: float = 0.5
+) -> np.ndarray:
     model.eval()
     shape = images.shape[1:3]
-    return (
-        np.stack([union_mask(model([x])[0], shape) for x in _tensor(images, device)])
-        if len(images)
-        else np.zeros((0, *shape), bool)
-    )
-
-
-def settings_record(settings: TrainSettings) -> dict[str, Any]:
-    return asdict(settings)
+    if not len(images):
+        return np.zeros((0, *shape), bool)
+    return np.stack([union_mask(model([x])[0], shape, score_threshold) for x in _tensor(images, device)])
