@@ -25,17 +25,18 @@ class MaskRCNNOptions:
     score_threshold: float = option(0.5, "instances scored at least this form the predicted mask")
 
 
-def _settings(ctx: SegmentContext, default_lr: float) -> Any:
+def _settings(ctx: SegmentContext, default_lr: float, default_epochs: int) -> Any:
     from dermbench.segmentation.train import TrainSettings
 
-    return TrainSettings(ctx.epochs, ctx.batch_size, ctx.lr or default_lr, ctx.seed, ctx.device)
+    epochs = ctx.epochs or default_epochs
+    return TrainSettings(epochs, ctx.batch_size, ctx.lr or default_lr, ctx.seed, ctx.device)
 
 
 class UNetSegmenter:
     def __init__(self, options: UNetOptions, ctx: SegmentContext) -> None:
         from dermbench.segmentation.unet import UNet
 
-        self.settings = _settings(ctx, 1e-3)
+        self.settings = _settings(ctx, 1e-3, 10)
         self.model = UNet(options.base, options.depth)
         self.resolved = {"init": "random", "optimizer": "adam", **asdict(options), **asdict(self.settings)}
 
@@ -54,7 +55,7 @@ class MaskRCNNSegmenter:
     def __init__(self, options: MaskRCNNOptions, ctx: SegmentContext) -> None:
         from dermbench.segmentation.maskrcnn import build_maskrcnn
 
-        self.settings = _settings(ctx, 5e-3)
+        self.settings = _settings(ctx, 5e-3, 5)  # paper 002: five epochs
         self.model, init = build_maskrcnn(ctx.image_size, ctx.init)
         self.threshold = options.score_threshold
         self.resolved = {**init, "optimizer": "sgd", "trained": "roi_heads only", **asdict(options),

@@ -29,7 +29,12 @@ def add_segment_command(sub: Any) -> None:
         "--backgrounds", default="", help="a HAM10000 folder whose photographs give the composites' skin"
     )
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="default: the segmenter's (U-Net 10; Mask R-CNN 5, paper 002)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
         "--lr", type=float, default=None, help="default 1e-3 (U-Net, Adam) / 5e-3 (Mask R-CNN, SGD)"

@@ -55,7 +55,7 @@ def segmentation_boards(found: list[tuple[Path, dict[str, Any]]]) -> list[dict[s
     groups: dict[tuple, dict[tuple, list]] = defaultdict(lambda: defaultdict(list))
     for _, record in found:
         cfg, resolved = record["config"], record["resolved"]
-        budget = (cfg["epochs"], resolved.get("init", "random"), resolved.get("lr"))
+        budget = (resolved.get("epochs", cfg["epochs"]), resolved.get("init", "random"), resolved.get("lr"))
         groups[_group_key(record)][(cfg["method"], budget)].append(record)
     boards = []
     for key, entries in sorted(groups.items(), key=lambda kv: str(kv[0])):

@@ -284,7 +284,7 @@ class SegmentContext:
     """What a segmenter knows of its run: the image size, the training budget, the init, the device."""
 
     image_size: int
-    epochs: int
+    epochs: int | None  # None: the segmenter's own default
     batch_size: int
     lr: float | None  # None: the segmenter's default
     seed: int

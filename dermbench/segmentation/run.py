@@ -34,7 +34,7 @@ class SegmentationConfig:
     composites: int = 1000  # without masks: this many synthetic composites
     backgrounds: str = ""  # HAM10000 folder the composites' skin is cut from
     image_size: int = 64
-    epochs: int = 10
+    epochs: int | None = None  # None: the segmenter's own (U-Net 10, Mask R-CNN 5 as paper 002)
     batch_size: int = 16
     lr: float | None = None
     init: str = "random"
@@ -206,7 +206,7 @@ def format_segmentation(record: dict[str, Any]) -> str:
     data, cfg = record["data"], record["config"]
     synthetic = "  (SYNTHETIC composites: not a result on real lesion masks)" if data["synthetic"] else ""
     lines = [
-        f"segmentation {cfg['method']}  seed {cfg['seed']}  {cfg['image_size']} px  {cfg['epochs']} epochs{synthetic}",
+        f"segmentation {cfg['method']}  seed {cfg['seed']}  {cfg['image_size']} px  {record['resolved'].get('epochs')} epochs{synthetic}",
         f"data {data['source']} ({data['n']} images)  {data['split_protocol']}",
         "",
         f"{'metric':11s} " + "  ".join(f"{s:>24s}" for s in record["metrics"]),
