@@ -106,10 +106,17 @@ def decode_rows(
 
 
 def _load_source(
-    name: str, path: str | None, cfg: RunConfig, task: Task, registries: Any, progress: bool
+    name: str,
+    path: str | None,
+    cfg: RunConfig,
+    task: Task,
+    registries: Any,
+    progress: bool,
+    split: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any], bool]:
+    """One dataset decoded; ``split``: it is split into train/val/test (its near-duplicates matter)."""
     records, frame, dropped = mapped_source(name, path, cfg, task, registries)
-    frame = with_signatures(records, frame, cfg)
+    frame = with_signatures(records, frame, cfg) if split else frame
     frame, images, skipped = decode_rows(
         records, frame, cfg, f"dataset {name} ({path or 'generated'})", progress
     )
@@ -227,7 +234,9 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
     official = "split" in frame.columns and frame["split"].notna().all()
     splits = {name: _split(name, frame, images, pos) for name, pos in idx.items()}
     for name, path in cfg.test_data.items():
-        ext_frame, ext_images, info, synth = _load_source(name, path, cfg, task, registries, progress)
+        ext_frame, ext_images, info, synth = _load_source(
+            name, path, cfg, task, registries, progress, split=False
+        )
         info["role"] = "external-test"
         infos.append(info)
         synthetic |= synth
