@@ -272,3 +272,38 @@ def test_a_plugin_segmenter_runs_through_dermbench_segment(tmp_path):
     record, _ = run_segmentation(cfg, make_plugins(plugin).registries)
     assert record["resolved"] == {"device": "cpu", "rule": "grey < 100"}
     assert record["metrics"]["test"]["iou"]["mean"] == 0.0  # the fixture's lesions are not dark
+
+
+def test_a_killed_unet_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    images, masks, _ = make_composites(photographs(), n=6, size=32, seed=2)
+    straight = UNet()
+    train_unet(straight, images, masks, TrainSettings(epochs=2, batch_size=3), progress=False)
+    ckpt = tmp_path / "last.pt"
+    train_unet(
+        UNet(), images, masks, TrainSettings(epochs=1, batch_size=3, checkpoint=str(ckpt)), progress=False
+    )
+    resumed = UNet()  # "killed" after epoch 1; a new process picks the checkpoint up
+    history = train_unet(
+        resumed, images, masks, TrainSettings(epochs=2, batch_size=3, checkpoint=str(ckpt)), progress=False
+    )
+    assert [row["epoch"] for row in history] == [1, 2]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_complete_or_killed_segmentation_run_is_not_silently_redone(tmp_path):
+    from dermbench.segmentation.run import CHECKPOINT, SegmentationConfig, run_segmentation
+
+    root = write_isic_task1(tmp_path / "isic", n=12)
+    cfg = SegmentationConfig(
+        masks=f"isic2018_task1={root}", image_size=32, epochs=1, n_boot=10, out=str(tmp_path / "runs")
+    )
+    _, run_dir = run_segmentation(cfg)
+    assert (run_dir / CHECKPOINT).is_file()
+    with pytest.raises(ConfigError, match="this run is complete"):
+        run_segmentation(cfg)
+    (run_dir / "record.json").unlink()  # as if killed before scoring
+    with pytest.raises(ConfigError, match="a killed run left its checkpoint: --resume continues it"):
+        run_segmentation(cfg)
+    record, _ = run_segmentation(cfg, resume=True)
+    assert [row["epoch"] for row in record["history"]] == [1]  # resumed: nothing left to train

@@ -29,7 +29,12 @@ def _settings(ctx: SegmentContext, default_lr: float, default_epochs: int) -> An
     from dermbench.segmentation.train import TrainSettings
 
     epochs = ctx.epochs or default_epochs
-    return TrainSettings(epochs, ctx.batch_size, ctx.lr or default_lr, ctx.seed, ctx.device)
+    return TrainSettings(epochs, ctx.batch_size, ctx.lr or default_lr, ctx.seed, ctx.device, ctx.checkpoint)
+
+
+def _recorded(settings: Any) -> dict[str, Any]:
+    """The training settings as the record gives them (where the checkpoint lies is not one)."""
+    return {k: v for k, v in asdict(settings).items() if k != "checkpoint"}
 
 
 class UNetSegmenter:
@@ -38,7 +43,7 @@ class UNetSegmenter:
 
         self.settings = _settings(ctx, 1e-3, 10)
         self.model = UNet(options.base, options.depth)
-        self.resolved = {"init": "random", "optimizer": "adam", **asdict(options), **asdict(self.settings)}
+        self.resolved = {"init": "random", "optimizer": "adam", **asdict(options), **_recorded(self.settings)}
 
     def fit(self, images: np.ndarray, masks: np.ndarray) -> list[dict]:
         from dermbench.segmentation.train import train_unet
@@ -59,7 +64,7 @@ class MaskRCNNSegmenter:
         self.model, init = build_maskrcnn(ctx.image_size, ctx.init)
         self.threshold = options.score_threshold
         self.resolved = {**init, "optimizer": "sgd", "trained": "roi_heads only", **asdict(options),
-                         **asdict(self.settings)}  # fmt: skip
+                         **_recorded(self.settings)}  # fmt: skip
 
     def fit(self, images: np.ndarray, masks: np.ndarray) -> list[dict]:
         from dermbench.segmentation.train import train_maskrcnn

@@ -40,6 +40,11 @@ def add_segment_command(sub: Any) -> None:
         "--lr", type=float, default=None, help="default 1e-3 (U-Net, Adam) / 5e-3 (Mask R-CNN, SGD)"
     )
     p.add_argument("--init", default="random", help="Mask R-CNN weights file, or random")
+    p.add_argument(
+        "--methods", default="", help="comma-separated segmenters, each run with every seed (a grid)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished epoch")
+    p.add_argument("--force", action="store_true", help="run again a run that is complete or was killed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", default="", help="comma-separated training seeds, one run each (e.g. 0,1,2)")
     p.add_argument("--split-seed", type=int, default=0)
@@ -64,12 +69,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "dermbench segment needs --masks, or --backgrounds HAM10000_PATH for synthetic composites"
         )
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else [cfg.seed]
-    if len(seeds) > 1 and cfg.save_model:
-        raise ConfigError("--save-model keeps one model: give one --seed, not --seeds")
-    for seed in seeds:
-        record, run_dir = run_segmentation(replace(cfg, seed=seed))
-        print(format_segmentation(record))
-        print(f"record: {run_dir}/record.json")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else [cfg.method]
+    if len(seeds) * len(methods) > 1 and cfg.save_model:
+        raise ConfigError("--save-model keeps one model: give one --method and one --seed")
+    for method in methods:
+        for seed in seeds:
+            run = replace(cfg, method=method, seed=seed)
+            record, run_dir = run_segmentation(run, resume=args.resume, force=args.force)
+            print(format_segmentation(record))
+            print(f"record: {run_dir}/record.json")
     return 0
 
 

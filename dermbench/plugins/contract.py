@@ -281,7 +281,8 @@ class Launcher(Protocol):
 
 @dataclass(frozen=True)
 class SegmentContext:
-    """What a segmenter knows of its run: the image size, the training budget, the init, the device."""
+    """What a segmenter knows of its run: the image size, the training budget, the init, the device,
+    and where to keep its per-epoch checkpoint so that a killed run resumes."""
 
     image_size: int
     epochs: int | None  # None: the segmenter's own default
@@ -290,6 +291,7 @@ class SegmentContext:
     seed: int
     init: str  # "random" or a weights file
     device: str
+    checkpoint: str = ""  # a file to save the state to after each epoch and resume from when present
 
 
 class SegmenterFactory(Protocol):

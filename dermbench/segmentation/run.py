@@ -25,6 +25,7 @@ from dermbench.plugins.contract import SegmentContext
 from dermbench.segmentation.metrics import per_image_scores, segmentation_report
 
 SCHEMA = "dermbench.segmentation/1"
+CHECKPOINT = "checkpoints/last.pt"  # the segmenter's state after its last finished epoch
 
 
 @dataclass(frozen=True)
@@ -94,42 +95,67 @@ def _composites(
     return images, masks, ids, [str(b) for b in meta["backgrounds"]], info
 
 
-def build_segmenter(cfg: SegmentationConfig, registries: Any) -> tuple[Any, SegmentContext]:
+def build_segmenter(cfg: SegmentationConfig, registries: Any, checkpoint: Path) -> tuple[Any, SegmentContext]:
     """The registered segmenter ``cfg.method`` with its ``--opt NAME=VALUE`` options, and its context."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    ctx = SegmentContext(cfg.image_size, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.init, device)
+    ctx = SegmentContext(
+        cfg.image_size, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.init, device, str(checkpoint)
+    )
     return registries.segmenters.build(cfg.method, dict(cfg.options), ctx), ctx
 
 
-def _fit_predict(cfg: SegmentationConfig, images, masks, splits, registries) -> tuple[dict, list, dict, Any]:
+def _fit_predict(
+    cfg: SegmentationConfig, images, masks, splits, registries, checkpoint: Path
+) -> tuple[dict, list, dict, Any]:
     """Train on the training split, predict every other; the segmenter's resolved settings."""
-    segmenter, ctx = build_segmenter(cfg, registries)
+    segmenter, ctx = build_segmenter(cfg, registries, checkpoint)
     tr = splits["train"]
     history = segmenter.fit(images[tr], masks[tr])
     preds = {s: segmenter.predict(images[idx]) for s, idx in splits.items() if s != "train"}
     return preds, history, {"device": ctx.device, **segmenter.resolved}, segmenter.model
 
 
-def run_segmentation(cfg: SegmentationConfig, registries: Any = None) -> tuple[dict[str, Any], Path]:
-    """Split, train, score and write the record; returns it and its folder."""
+def prepare_run_dir(cfg: SegmentationConfig, resume: bool, force: bool) -> Path:
+    """The run's folder, named by its settings: a finished run is not redone, a killed one resumes
+    from its last epoch with ``resume``; ``force`` starts again."""
+    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    run_dir = Path(cfg.out) / "segmentation" / cfg.method / f"{cfg.method}-s{cfg.seed}-{key}"
+    ckpt = run_dir / CHECKPOINT
+    if force:
+        ckpt.unlink(missing_ok=True)
+    elif (run_dir / "record.json").is_file():
+        raise ConfigError(f"{run_dir}: this run is complete (--force runs it again)")
+    elif ckpt.is_file() and not resume:
+        raise ConfigError(
+            f"{run_dir}: a killed run left its checkpoint: --resume continues it, --force starts again"
+        )
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def run_segmentation(
+    cfg: SegmentationConfig, registries: Any = None, resume: bool = False, force: bool = False
+) -> tuple[dict[str, Any], Path]:
+    """Split, train (checkpointed every epoch), score and write the record; returns it and its folder."""
     from dermbench.plugins import load_plugins
 
     registries = load_plugins().registries if registries is None else registries
     cfg = replace(cfg, method=cfg.method or registries.default_of("segmenters"))
     registries.segmenters.get(cfg.method)  # an unknown name is an error listing the known ones
+    run_dir = prepare_run_dir(cfg, resume, force)
     start = time.time()
     frame, images, masks, info = load_data(cfg)
     splits = make_splits(frame, seed=cfg.split_seed)
-    preds, history, resolved, model = _fit_predict(cfg, images, masks, splits, registries)
+    preds, history, resolved, model = _fit_predict(
+        cfg, images, masks, splits, registries, run_dir / CHECKPOINT
+    )
     if cfg.save_model:
         import torch
 
         Path(cfg.save_model).parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model": model.state_dict(), "kind": cfg.method, "size": cfg.image_size}, cfg.save_model)
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:10]
-    run_dir = Path(cfg.out) / "segmentation" / cfg.method / f"{cfg.method}-s{cfg.seed}-{key}"
     (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
     metrics = {}
     for name, pred in preds.items():

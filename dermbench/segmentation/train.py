@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,46 +27,71 @@ class TrainSettings:
     lr: float = 1e-3  # U-Net: Adam; Mask R-CNN: SGD with momentum 0.9, torchvision's detection recipe
     seed: int = 0
     device: str = "cpu"
+    checkpoint: str = ""  # a file saved after every epoch and resumed from when present
 
 
 def _tensor(images: np.ndarray, device: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float() / 255.0
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
-    order = rng.permutation(n)
+def _batches(n: int, batch_size: int, seed: int, epoch: int):
+    """Epoch ``epoch``'s batches: a permutation drawn from (seed, epoch), the same on resume."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def _train(
+    model, opt, loss_of, images, masks, settings: TrainSettings, desc: str, progress: bool
+) -> list[dict]:
+    """The epochs of one segmenter: ``loss_of(model, batch_positions)`` per batch, one history row
+    per epoch; with ``settings.checkpoint``, saved after every epoch and resumed from there."""
+    ckpt = Path(settings.checkpoint) if settings.checkpoint else None
+    history, start = [], 1
+    if ckpt is not None and ckpt.is_file():
+        state = torch.load(ckpt, map_location=settings.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start = state["history"], state["epoch"] + 1
+    for epoch in tqdm(range(start, settings.epochs + 1), desc=desc, disable=not progress):
+        t0, losses = time.time(), []
+        model.train()
+        for idx in _batches(len(images), settings.batch_size, settings.seed, epoch):
+            loss = loss_of(model, idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+        history.append(
+            {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2)}
+        )
+        if ckpt is not None:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                     "history": history, "torch_rng": torch.get_rng_state()}  # fmt: skip
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save(state, tmp)
+            tmp.replace(ckpt)
+    return history
 
 
 def train_unet(
     model: UNet, images: np.ndarray, masks: np.ndarray, settings: TrainSettings, progress: bool = True
 ) -> list[dict[str, Any]]:
-    """``model`` trained with Adam on BCE + soft Dice; one history row per epoch. Its initial
-    weights are drawn again from the seed first, so a run is reproducible whoever built it."""
+    """``model`` trained with Adam on BCE + soft Dice. Its initial weights are drawn again from the
+    seed first, so a run is reproducible whoever built it."""
     torch.manual_seed(settings.seed)
     for module in model.modules():
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
-    rng = np.random.default_rng(settings.seed)
     model.to(settings.device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    history = []
-    for epoch in tqdm(range(1, settings.epochs + 1), desc="U-Net", disable=not progress):
-        t0, losses = time.time(), []
-        model.train()
-        for idx in _batches(len(images), settings.batch_size, rng):
-            x = _tensor(images[idx], settings.device)
-            y = torch.from_numpy(masks[idx]).to(settings.device).float()
-            loss = dice_bce_loss(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        history.append(
-            {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2)}
-        )
-    return history
+
+    def loss_of(net, idx):
+        y = torch.from_numpy(masks[idx]).to(settings.device).float()
+        return dice_bce_loss(net(_tensor(images[idx], settings.device)), y)
+
+    return _train(model, opt, loss_of, images, masks, settings, "U-Net", progress)
 
 
 @torch.no_grad()
@@ -85,28 +111,17 @@ def train_maskrcnn(
     settings: TrainSettings,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Fine-tune ``model``'s ROI heads only (paper 002), SGD; one history row per epoch."""
+    """Fine-tune ``model``'s ROI heads only (paper 002), SGD with momentum."""
     torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
     params = train_roi_heads_only(model)
     opt = torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=5e-4)
     model.to(settings.device)
-    history = []
-    for epoch in tqdm(range(1, settings.epochs + 1), desc="Mask R-CNN", disable=not progress):
-        t0, losses = time.time(), []
-        model.train()
-        for idx in _batches(len(images), settings.batch_size, rng):
-            x = list(_tensor(images[idx], settings.device))
-            targets = [{k: v.to(settings.device) for k, v in instances(masks[i]).items()} for i in idx]
-            loss = sum(model(x, targets).values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.item()))
-        history.append(
-            {"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2)}
-        )
-    return history
+
+    def loss_of(net, idx):
+        targets = [{k: v.to(settings.device) for k, v in instances(masks[i]).items()} for i in idx]
+        return sum(net(list(_tensor(images[idx], settings.device)), targets).values())
+
+    return _train(model, opt, loss_of, images, masks, settings, "Mask R-CNN", progress)
 
 
 @torch.no_grad()
