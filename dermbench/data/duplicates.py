@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from dermbench.errors import ConfigError
-
 MODES = ("off", "report", "group")
 THUMB = 32
 _BLOCK = 1024  # rows of the pairwise Hamming matrix computed at once
@@ -42,12 +40,6 @@ class DuplicateRule:
     max_distance: int = 10  # pHash bits (of 64) for a candidate pair
     min_correlation: float = 0.98  # grey-thumbnail Pearson correlation to confirm it
     max_mad: float = 8.0  # mean absolute RGB difference of the thumbnails (0-255) to confirm it
-
-
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"--near-duplicates must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode
 
 
 def signature(image: Any) -> tuple[int, np.ndarray]:

@@ -41,9 +41,7 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int):
         yield order[start : start + batch_size]
 
 
-def _train(
-    model, opt, loss_of, images, masks, settings: TrainSettings, desc: str, progress: bool
-) -> list[dict]:
+def _train(model, opt, loss_of, n: int, settings: TrainSettings, desc: str, progress: bool) -> list[dict]:
     """The epochs of one segmenter: ``loss_of(model, batch_positions)`` per batch, one history row
     per epoch; with ``settings.checkpoint``, saved after every epoch and resumed from there."""
     ckpt = Path(settings.checkpoint) if settings.checkpoint else None
@@ -57,7 +55,7 @@ def _train(
     for epoch in tqdm(range(start, settings.epochs + 1), desc=desc, disable=not progress):
         t0, losses = time.time(), []
         model.train()
-        for idx in _batches(len(images), settings.batch_size, settings.seed, epoch):
+        for idx in _batches(n, settings.batch_size, settings.seed, epoch):
             loss = loss_of(model, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -91,7 +89,7 @@ def train_unet(
         y = torch.from_numpy(masks[idx]).to(settings.device).float()
         return dice_bce_loss(net(_tensor(images[idx], settings.device)), y)
 
-    return _train(model, opt, loss_of, images, masks, settings, "U-Net", progress)
+    return _train(model, opt, loss_of, len(images), settings, "U-Net", progress)
 
 
 @torch.no_grad()
@@ -121,7 +119,7 @@ def train_maskrcnn(
         targets = [{k: v.to(settings.device) for k, v in instances(masks[i]).items()} for i in idx]
         return sum(net(list(_tensor(images[idx], settings.device)), targets).values())
 
-    return _train(model, opt, loss_of, images, masks, settings, "Mask R-CNN", progress)
+    return _train(model, opt, loss_of, len(images), settings, "Mask R-CNN", progress)
 
 
 @torch.no_grad()
