@@ -96,13 +96,42 @@ def test_ham10000_masks_pair_with_the_adapters_images(tmp_path):
         Image.fromarray(np.eye(20, 30, dtype=np.uint8) * 255).save(
             tmp_path / "masks" / f"ISIC_{i:07d}_segmentation.png"
         )
-        rows.append(f"HAM_{i},ISIC_{i:07d},nv,histo,40.0,male,back")
+        rows.append(f"HAM_0,ISIC_{i:07d},nv,histo,40.0,male,back")  # one lesion, two photographs
     (tmp_path / "ham" / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
     items = M.ham10000_masks(tmp_path / "ham", tmp_path / "masks")
     assert [it.mask.name for it in items] == [
         "ISIC_0000000_segmentation.png",
         "ISIC_0000001_segmentation.png",
     ]
+    # the split keeps a lesion's photographs together, as classification's splits do
+    assert [M.group_of(it) for it in items] == ["HAM_0", "HAM_0"]
+
+
+def test_ham10000_mask_splits_keep_each_lesion_in_one_split(tmp_path):
+    from dermbench.data.splits import make_splits
+    from dermbench.segmentation.run import SegmentationConfig, load_data
+
+    (tmp_path / "ham" / "images").mkdir(parents=True)
+    (tmp_path / "masks").mkdir()
+    rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
+    for i in range(40):
+        Image.new("RGB", (30, 20), (180, 120, 100)).save(tmp_path / "ham" / "images" / f"ISIC_{i:07d}.jpg")
+        Image.fromarray(np.eye(20, 30, dtype=np.uint8) * 255).save(
+            tmp_path / "masks" / f"ISIC_{i:07d}_segmentation.png"
+        )
+        rows.append(f"HAM_{i // 4},ISIC_{i:07d},nv,histo,40.0,male,back")  # 10 lesions, 4 photographs each
+    (tmp_path / "ham" / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
+    cfg = SegmentationConfig(masks=f"ham10000={tmp_path / 'ham'},{tmp_path / 'masks'}", image_size=16)
+    frame, images, masks, info = load_data(cfg)
+    assert info["n"] == 40 and info["n_groups"] == 10
+    splits = make_splits(frame, seed=0)
+    lesions = {name: set(frame["group"].iloc[idx]) for name, idx in splits.items()}
+    assert all(lesions.values())
+    assert not (
+        lesions["train"] & lesions["val"]
+        or lesions["train"] & lesions["test"]
+        or lesions["val"] & lesions["test"]
+    )
 
 
 def test_bad_masks_are_one_line_errors_naming_the_file(tmp_path):

@@ -32,6 +32,12 @@ class MaskedImage:
     image_id: str
     image: Path
     mask: Path
+    group: str = ""  # the lesion the image shows, where the layout says; empty: the image is its own
+
+
+def group_of(item: MaskedImage) -> str:
+    """The unit a split keeps together: the lesion where known, else the image."""
+    return item.group or item.image_id
 
 
 def read_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -71,8 +77,11 @@ def _masks_under(root: Path) -> dict[str, Path]:
     return {p.name[: -len(MASK_SUFFIX)]: p for p in sorted(root.rglob(f"*{MASK_SUFFIX}"))}
 
 
-def pair(images: dict[str, Path], masks: dict[str, Path], where: Path) -> list[MaskedImage]:
-    """Every image with its mask; an image without one is an error naming it."""
+def pair(
+    images: dict[str, Path], masks: dict[str, Path], where: Path, groups: dict[str, str] | None = None
+) -> list[MaskedImage]:
+    """Every image with its mask (and its lesion, from ``groups``); an image without a mask is an
+    error naming it."""
     if not images:
         raise DataError(f"{where}: no images found")
     missing = sorted(set(images) - set(masks))
@@ -80,7 +89,8 @@ def pair(images: dict[str, Path], masks: dict[str, Path], where: Path) -> list[M
         raise DataError(
             f"{images[missing[0]]}: no mask {missing[0]}{MASK_SUFFIX} under {where} ({len(missing)} images lack one)"
         )
-    return [MaskedImage(i, images[i], masks[i]) for i in sorted(images)]
+    groups = groups or {}
+    return [MaskedImage(i, images[i], masks[i], groups.get(i, "")) for i in sorted(images)]
 
 
 def isic2018_task1(root: str | Path) -> list[MaskedImage]:
@@ -92,15 +102,18 @@ def isic2018_task1(root: str | Path) -> list[MaskedImage]:
 
 
 def ham10000_masks(ham_root: str | Path, masks_root: str | Path) -> list[MaskedImage]:
-    """HAM10000's images (through its adapter) with the masks under ``masks_root``."""
+    """HAM10000's images (through its adapter) with the masks under ``masks_root``, each with its
+    ``lesion_id``, so that a lesion photographed several times stays in one split."""
     from dermbench.data.adapters import Ham10000Options, load_ham10000
 
     records = load_ham10000(Ham10000Options(), str(ham_root))
-    images = dict(zip(records.frame["image_id"], map(Path, records.frame["path"]), strict=True))
+    frame = records.frame
+    images = dict(zip(frame["image_id"], map(Path, frame["path"]), strict=True))
+    lesions = dict(zip(frame["image_id"], frame["group"].astype(str), strict=True))
     masks_root = Path(masks_root)
     if not masks_root.is_dir():
         raise DataError(f"{masks_root}: no such folder (HAM10000 lesion masks)")
-    return pair(images, _masks_under(masks_root), masks_root)
+    return pair(images, _masks_under(masks_root), masks_root, lesions)
 
 
 def load_pairs(items: list[MaskedImage], size: int) -> tuple[np.ndarray, np.ndarray]:

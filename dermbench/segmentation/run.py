@@ -25,6 +25,7 @@ from dermbench.plugins.contract import SegmentContext
 from dermbench.segmentation.metrics import per_image_scores, segmentation_report
 
 SCHEMA = "dermbench.segmentation/1"
+SPLIT_UNIT = {"composites": "background photograph", "ham10000": "lesion (lesion_id)"}  # else the image
 CHECKPOINT = "checkpoints/last.pt"  # the segmenter's state after its last finished epoch
 
 
@@ -61,8 +62,14 @@ def load_data(cfg: SegmentationConfig) -> tuple[pd.DataFrame, np.ndarray, np.nda
             raise ConfigError(f"--masks {cfg.masks!r}: expected isic2018_task1=PATH or ham10000=IMAGES,MASKS")
         images, masks = M.load_pairs(items, cfg.image_size)
         ids = [it.image_id for it in items]
-        info = {"source": kind, "path": path, "n": len(items), "synthetic": False}
-        groups = ids
+        groups = [M.group_of(it) for it in items]
+        info = {
+            "source": kind,
+            "path": path,
+            "n": len(items),
+            "synthetic": False,
+            "n_groups": len(set(groups)),
+        }
     else:
         images, masks, ids, groups, info = _composites(cfg)
     y = masks.reshape(len(masks), -1).any(axis=1).astype(int)
@@ -159,8 +166,8 @@ def run_segmentation(
     (run_dir / "predictions").mkdir(parents=True, exist_ok=True)
     metrics = {}
     for name, pred in preds.items():
-        truth = masks[splits[name]]
-        report = segmentation_report(list(pred), list(truth), n_boot=cfg.n_boot, seed=cfg.seed)
+        truth, groups = masks[splits[name]], frame["group"].to_numpy()[splits[name]]
+        report = segmentation_report(list(pred), list(truth), n_boot=cfg.n_boot, seed=cfg.seed, groups=groups)
         metrics[name] = {k: ({kk: vv for kk, vv in v.items() if kk != "per_image"} if isinstance(v, dict) else v)
                          for k, v in report.items()}  # fmt: skip
         scores = per_image_scores(list(pred), list(truth))
@@ -186,8 +193,10 @@ def _record(cfg, info, frame, splits, history, metrics, resolved, seconds) -> di
         "environment": environment(resolved["device"], {}),
         "data": {
             **info,
-            "split_protocol": f"seeded 70/15/15, grouped by {'background photograph' if info['source'] == 'composites' else 'image'}, "
+            "split_protocol": f"seeded 70/15/15, grouped by {SPLIT_UNIT.get(info['source'], 'image')}, "
             f"stratified by empty / non-empty mask, split seed {cfg.split_seed}",
+            "intervals": f"95% percentile bootstrap, {cfg.n_boot} draws of whole "
+            f"{SPLIT_UNIT.get(info['source'], 'image')}s",
             "splits": {
                 s: {"n": len(idx), "fingerprint": split_fingerprint(frame, idx)} for s, idx in splits.items()
             },
