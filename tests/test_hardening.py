@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,12 @@ def test_the_image_size_is_bounded_and_checked_against_memory_before_decoding(tm
 
     monkeypatch.setattr(prepare, "available_memory", lambda: 2**20)  # 1 MiB free
     with pytest.raises(ConfigError, match=r"120 images at 64 px need 0.0 GiB decoded, but 0.0 GiB of memory"):
+        run_tiny(tmp_path, image_size=64, image_memory="resident", **FAST)
+    # mapped images (the default) need the cache's disk instead
+    monkeypatch.setattr(prepare.shutil, "disk_usage", lambda p: SimpleNamespace(free=2**20))
+    with pytest.raises(
+        ConfigError, match=r"120 images at 64 px need up to 0.0 GiB in the image cache .*--cache-dir"
+    ):
         run_tiny(tmp_path, image_size=64, **FAST)
     assert _folders(tmp_path) == []
     assert not any(p.is_dir() and p.name.startswith("tiny3-") for p in (tmp_path / "runs").rglob("*"))

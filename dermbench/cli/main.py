@@ -66,6 +66,7 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--device", {"help": "auto (default) | cpu | cuda | cuda:N"}),
     ("--out", {"help": "runs folder (default runs/)"}),
     ("--cache-dir", {"help": "decoded-image cache (default $DERMBENCH_CACHE or ~/.cache/dermbench)"}),
+    ("--image-memory", {"help": "mapped (default: images read through memory maps of the cache) | resident"}),
 ]
 
 

@@ -147,12 +147,15 @@ def load_images(
     skip_bad: bool = False,
     progress: bool = True,
     resize: str = "bilinear",
+    memory: str = "resident",
 ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """The images of ``rows`` (record positions) at ``size``, decoded at most once ever.
 
     Returns ``(images, kept_rows, skipped)``: a uint8 ``(len(kept_rows), size, size, 3)`` array,
     the rows it holds in the order given, and one ``{"row", "image_id", "path", "error"}`` per
     image that could not be read. Without ``skip_bad`` the first such image raises DataError.
+    ``memory="mapped"``: the array is a memory map of a cache file holding those rows in that order
+    (``dermbench.data.mapped``), written in chunks from the shards; ``"resident"``: it is in memory.
     """
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     if len(rows) and (rows.min() < 0 or rows.max() >= len(records)):
@@ -162,11 +165,28 @@ def load_images(
     shards = np.unique(rows // SHARD) if len(rows) else np.array([], dtype=np.int64)
     _decode_missing(records, [int(s) for s in shards], size, folder, resize, progress)
     errors: dict[int, str] = {}
-    arrays: dict[int, np.ndarray] = {}
     for s in shards:
-        arrays[int(s)] = np.load(folder / f"shard-{s:05d}.npy", mmap_mode="r")
         failed = json.loads((folder / f"shard-{s:05d}.json").read_text())
         errors.update({int(r): e for r, e in failed.items()})
+    skipped = _skipped(records, rows, errors, skip_bad)
+    bad = {s["row"] for s in skipped}
+    kept = np.array([r for r in rows if int(r) not in bad], dtype=np.int64)
+    if memory == "mapped":
+        return _mapped_rows(folder, kept, size), kept, skipped
+    images = np.empty((len(kept), size, size, 3), dtype=np.uint8)
+    for s in np.unique(kept // SHARD):
+        arr = np.load(_shard(folder, s), mmap_mode="r")
+        sel = np.flatnonzero(kept // SHARD == s)
+        images[sel] = arr[kept[sel] - s * SHARD]
+    return images, kept, skipped
+
+
+def _shard(folder: Path, shard: int) -> Path:
+    return folder / f"shard-{int(shard):05d}.npy"
+
+
+def _skipped(records: DatasetRecords, rows: np.ndarray, errors: dict[int, str], skip_bad: bool) -> list[dict]:
+    """The rows whose image failed to decode; without ``skip_bad`` the first is an error."""
     skipped = []
     for r in rows:
         if int(r) in errors:
@@ -180,10 +200,25 @@ def load_images(
                     "error": errors[int(r)],
                 }
             )
-    bad = {s["row"] for s in skipped}
-    kept = np.array([r for r in rows if int(r) not in bad], dtype=np.int64)
-    images = np.empty((len(kept), size, size, 3), dtype=np.uint8)
-    for s, arr in arrays.items():
-        sel = np.flatnonzero(kept // SHARD == s)
-        images[sel] = arr[kept[sel] - s * SHARD]
-    return images, kept, skipped
+    return skipped
+
+
+def _mapped_rows(folder: Path, kept: np.ndarray, size: int) -> np.ndarray:
+    """The rows ``kept`` as one mapped file beside the shards, streamed a chunk at a time (each
+    shard is mapped only while its rows are copied, so the process never holds the dataset)."""
+    from dermbench.data.mapped import CHUNK, write_mapped
+
+    digest = hashlib.sha256(kept.tobytes()).hexdigest()[:24]
+
+    def chunks():
+        for lo in range(0, len(kept), CHUNK):
+            part = kept[lo : lo + CHUNK]
+            out = np.empty((len(part), size, size, 3), dtype=np.uint8)
+            for s in np.unique(part // SHARD):
+                shard = np.load(_shard(folder, s), mmap_mode="r")
+                sel = np.flatnonzero(part // SHARD == s)
+                out[sel] = shard[part[sel] - s * SHARD]
+                del shard
+            yield out
+
+    return write_mapped(folder / f"rows-{digest}.npy", (len(kept), size, size, 3), chunks())

@@ -9,13 +9,13 @@ fingerprints and class counts).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from dermbench.data.cache import default_cache_dir, load_images
 from dermbench.data.chain import ChainSource, check_adapters, parse_chain, pixel_hashes, raw_ids
@@ -26,8 +26,9 @@ from dermbench.data.duplicates import (
     near_duplicate_clusters,
     signatures,
 )
+from dermbench.data.mapped import concatenate, gather
 from dermbench.data.records import DatasetRecords
-from dermbench.data.split_data import SplitData, concat_splits
+from dermbench.data.split_data import SplitData, concat_splits, with_images
 from dermbench.data.split_file import read_split_file
 from dermbench.data.splits import check_splits, make_splits, split_fingerprint
 from dermbench.data.tasking import apply_task
@@ -70,6 +71,19 @@ def check_decoded_size(n_images: int, size: int, where: str, already: int = 0) -
     return need
 
 
+def check_cache_space(n_images: int, size: int, where: str, cache_dir: Path) -> None:
+    """An error before decoding when the cache's disk cannot take the mapped images: the decoded
+    shards, the dataset's rows and its splits' rows, three times the decoded size at most."""
+    need = 3 * n_images * size * size * 3
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache_dir).free
+    if need > free:
+        raise ConfigError(
+            f"{where}: {n_images} images at {size} px need up to {need / 2**30:.1f} GiB in the image cache "
+            f"{cache_dir}, which has {free / 2**30:.1f} GiB free: use --cache-dir on a larger disk"
+        )
+
+
 def cache_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
 
@@ -97,10 +111,13 @@ def decode_rows(
 ) -> tuple[pd.DataFrame, Any, list]:
     """The images of ``frame``'s rows through the decode-once cache (checked against memory first),
     and the rows that decoded; skipped images are listed when ``--skip-bad-images`` allows them."""
-    check_decoded_size(len(frame), cfg.image_size, where)
+    if cfg.image_memory == "resident":
+        check_decoded_size(len(frame), cfg.image_size, where)
+    else:
+        check_cache_space(len(frame), cfg.image_size, where, cache_dir_for(cfg))
     images, kept_rows, skipped = load_images(
         records, frame["row"].to_numpy(), cfg.image_size, cache_dir_for(cfg),
-        skip_bad=cfg.skip_bad_images, progress=progress, resize=cfg.resize,
+        skip_bad=cfg.skip_bad_images, progress=progress, resize=cfg.resize, memory=cfg.image_memory,
     )  # fmt: skip
     return frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True), images, skipped
 
@@ -136,7 +153,7 @@ def _load_source(
         "excluded": records.excluded,
         "synthetic": records.synthetic,
     }
-    return frame, np.asarray(images), info, records.synthetic
+    return frame, images, info, records.synthetic
 
 
 def with_signatures(records: DatasetRecords, frame: pd.DataFrame, cfg: RunConfig) -> pd.DataFrame:
@@ -193,9 +210,7 @@ def _load_unlabelled(
     frame, images, skipped = decode_rows(records, frame, cfg, f"--pretrain-data {name} ({path})", progress)
     frame["image_id"] = f"{name}:" + frame["image_id"].astype(str)
     frame["dataset"] = name
-    split = SplitData(
-        f"unlabelled:{name}", torch.from_numpy(np.asarray(images)), np.full(len(frame), -1), frame
-    )
+    split = with_images(f"unlabelled:{name}", images, np.full(len(frame), -1), frame)
     info = {"name": name, "path": path, "role": "unlabelled-pretraining", "n_records": len(records),
             "n_used": len(frame), "removed_held_out": int(leak.sum()), "skipped_images": skipped}  # fmt: skip
     return split, info
@@ -227,7 +242,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         infos.append(info)
         synthetic |= synth
     frame = with_duplicate_clusters(combine_sources(frames, task, [i["path"] for i in infos]), cfg)
-    images = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    images = concatenate(arrays)
     idx = run_splits(cfg, frame)
     duplicates = duplicates_report(cfg, frame, idx)
     check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
@@ -300,7 +315,7 @@ def _load_chain_source(
     frame["image_id"] = f"{src.name}:" + frame["image_id"].astype(str)
     frame["group"] = f"{src.name}:" + frame["group"].astype(str)
     frame["dataset"] = src.name
-    split = _split(f"source:{src.name}", frame, np.asarray(images)[keep], np.arange(len(frame)))
+    split = _split(f"source:{src.name}", frame, gather(images, keep), np.arange(len(frame)))
     info = {
         "name": src.name, "adapter": src.adapter, "path": src.path, "role": "chain-source",
         "position": position, "n_records": len(records), "n_used": len(frame),
@@ -398,9 +413,4 @@ def describe_split(s: SplitData, task: Task) -> dict[str, Any]:
 
 def _split(name: str, frame: pd.DataFrame, images: np.ndarray, pos: np.ndarray) -> SplitData:
     sub = frame.iloc[pos].reset_index(drop=True)
-    return SplitData(
-        name=name,
-        images=torch.from_numpy(np.ascontiguousarray(images[pos])),
-        y=sub["y"].to_numpy().astype(np.int64),
-        frame=sub,
-    )
+    return with_images(name, gather(images, pos), sub["y"].to_numpy().astype(np.int64), sub)

@@ -21,6 +21,7 @@ from dermbench.components import Method
 from dermbench.data.cache import RESIZE_POLICIES
 from dermbench.data.chain import parse_chain
 from dermbench.data.duplicates import MODES as DUPLICATE_MODES
+from dermbench.data.mapped import MODES as IMAGE_MEMORY_MODES
 from dermbench.errors import ConfigError
 from dermbench.gate import check_gate_settings
 from dermbench.plugins.options import build_options
@@ -97,9 +98,10 @@ class RunConfig:
     out: str = "runs"
     cache_dir: str | None = None
     num_workers: int = 0
+    image_memory: str = "mapped"  # mapped | resident: decoded images read through memory maps, or copied in
 
     # fields that do not change results, left out of the run's identity
-    NON_IDENTITY = ("device", "out", "cache_dir", "num_workers")
+    NON_IDENTITY = ("device", "out", "cache_dir", "num_workers", "image_memory")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -285,6 +287,7 @@ def validate(cfg: RunConfig) -> None:
         ("tta", cfg.tta, tuple(TTA_VIEWS)),
         ("resize", cfg.resize, tuple(RESIZE_POLICIES)),
         ("near_duplicates", cfg.near_duplicates, DUPLICATE_MODES),
+        ("image_memory", cfg.image_memory, IMAGE_MEMORY_MODES),
     ):
         if value not in allowed:
             raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")
