@@ -1,4 +1,4 @@
-"""The throughput benchmark runs (smoke mode) and prints its three loops and their ratios."""
+"""The benchmarks run in smoke mode: throughput (its loops and their ratios) and peak memory."""
 
 from __future__ import annotations
 
@@ -21,16 +21,45 @@ def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
         "size",
         "images",
         "dermbench",
+        "resident",
         "imagefolder",
         "in-memory",
         "vs",
         "folder",
         "of",
         "ceiling",
+        "vs",
+        "resident",
     ]
-    size, images, ours, folder, ceiling, ratio, share = lines[2].split()
+    size, images, ours, resident, folder, ceiling, ratio, share, vs_resident = lines[2].split()
     assert (size, images) == ("32", "64")
-    assert min(float(ours), float(folder), float(ceiling)) > 0
+    assert min(float(ours), float(resident), float(folder), float(ceiling)) > 0
     assert abs(float(ratio.rstrip("x")) - float(ours) / float(folder)) < 0.01  # printed to 2 decimals
-    assert re.fullmatch(r"\d+%", share)
-    assert "peak resident memory" in lines[3]
+    assert re.fullmatch(r"\d+%", share) and re.fullmatch(r"\d+%", vs_resident)
+    assert "peak resident memory" in lines[4]
+
+
+def test_the_memory_benchmark_runs_in_smoke_mode(tmp_path):
+    script = SCRIPT.with_name("memory.py")
+    out = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[1].split() == [
+        "images",
+        "decoded",
+        "MiB",
+        "resident",
+        "rss",
+        "resident",
+        "anon",
+        "mapped",
+        "rss",
+        "mapped",
+        "anon",
+    ]
+    n, decoded, *peaks = lines[2].split()
+    assert n == "200" and len(peaks) == 4 and all(float(p) > 0 for p in peaks)
+    assert list((tmp_path / "cache" / "images").glob("*/rows-*.npy"))  # the mapped run read cache files
