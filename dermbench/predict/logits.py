@@ -20,14 +20,15 @@ from dermbench.stages.device import autocast, input_stats, to_input
 def predict_logits(
     model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device
 ) -> torch.Tensor:
-    """Float logits on the host, in eval mode, one batch at a time."""
+    """Float logits on the host, in eval mode, one batch at a time; kept on the device until the
+    last batch, so the loop never waits for a copy back."""
     model.eval()
     out, stats = [], input_stats(model)
     for start in range(0, len(images), batch_size):
         x = to_input(images[start : start + batch_size], device, stats)
         with autocast(device):
-            out.append(model(x).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
+            out.append(model(x).float())
+    return torch.cat(out).cpu() if out else torch.empty(0)
 
 
 def predict_probs(

@@ -62,6 +62,11 @@ class SupervisedOptions:
         default=False, metadata={"help": "re-initialise the classifier when the stage starts"}
     )
     batch_transform: str = field(default="", metadata={"help": "a batch transform, e.g. mixup or cutmix"})
+    compile: str = option(
+        "",
+        "torch.compile the trained network with this backend: inductor (the compiler; worth it on CUDA "
+        "for long runs, the first steps compile), eager or aot_eager (checks); empty: off",
+    )
 
 
 @dataclass(frozen=True)

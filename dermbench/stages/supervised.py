@@ -53,6 +53,7 @@ class Trainables:
     batch_transform: Any | None
     resolved: dict = field(default_factory=dict)  # the values used, for the run record
     blocks: list[Block] | None = None  # the frozen-block schedule's map, head first; None: no schedule
+    net: nn.Module | None = None  # the network the batches go through, when not the model (compiled)
 
 
 def class_counts(y: np.ndarray, k: int) -> list[int]:
@@ -183,7 +184,21 @@ def build_trainables(options: SupervisedOptions, ctx: StageContext) -> Trainable
         resolved["blocks"] = {"unfreeze_every": options.unfreeze_every, "top_first": [b.name for b in blocks]}
     if any("block" in g for g in groups):  # layer-wise rates: each block's, from the input up
         resolved["lr_groups"] = {g["block"]: g["lr"] for g in groups}
-    return Trainables(loss_fn, optimizer, scheduler, sampler, mixer, resolved, blocks)
+    net = compiled(distributed.training_module(ctx.model), options.compile) if options.compile else None
+    if net is not None:
+        resolved["compile"] = options.compile
+    return Trainables(loss_fn, optimizer, scheduler, sampler, mixer, resolved, blocks, net)
+
+
+def compiled(net: nn.Module, backend: str) -> nn.Module:
+    """``torch.compile(net, backend=backend)``; its parameters stay ``net``'s, so the optimiser,
+    checkpoints and DDP see no change."""
+    try:
+        return torch.compile(net, backend=backend)
+    except Exception as exc:  # torch's InvalidBackend and the like: name the option
+        raise ConfigError(
+            f"option compile={backend!r}: {type(exc).__name__}: {exc} (e.g. inductor, eager, aot_eager)"
+        ) from None
 
 
 # --- restore, train, validate, save -----------------------------------------------------------
@@ -230,7 +245,10 @@ def train_one_epoch(
         parts.optimizer.train()
     tot_loss, preds, targets = torch.zeros((), device=device), [], []  # summed on the device: no host sync
     stats = input_stats(model)
-    net, world = distributed.training_module(model), distributed.current().world  # DDP under torchrun
+    net, world = (
+        parts.net if parts.net is not None else distributed.training_module(model),
+        distributed.current().world,
+    )  # DDP under torchrun
     for start in _progress(range(0, len(order), cfg.batch_size), ctx.progress, desc):
         batch = order[start : start + cfg.batch_size]
         if len(batch) < 2 * world and len(order) > 1:
