@@ -336,3 +336,47 @@ def test_a_complete_or_killed_segmentation_run_is_not_silently_redone(tmp_path):
         run_segmentation(cfg)
     record, _ = run_segmentation(cfg, resume=True)
     assert [row["epoch"] for row in record["history"]] == [1]  # resumed: nothing left to train
+
+
+def test_a_segmentation_sweep_runs_its_grid_summarises_and_continues(tmp_path, capsys):
+    from dermbench.cli.main import main
+
+    root = write_isic_task1(tmp_path / "isic", n=12)
+    out, summary = tmp_path / "runs", tmp_path / "summary.csv"
+    args = ["segment", "--masks", f"isic2018_task1={root}", "--image-size", "32", "--n-boot", "10",
+            "--seeds", "0,1", "--grid", "epochs=1,2", "--out", str(out), "--summary-csv", str(summary)]  # fmt: skip
+    assert main(args) == 0
+    records = sorted(out.rglob("record.json"))
+    assert len(records) == 4
+    by_epochs: dict[int, list[float]] = {}
+    for path in records:
+        r = json_load(path)
+        by_epochs.setdefault(r["config"]["epochs"], []).append(r["metrics"]["test"]["iou"]["mean"])
+    assert sorted(by_epochs) == [1, 2] and all(len(v) == 2 for v in by_epochs.values())
+    rows = summary.read_text().splitlines()
+    assert rows[0] == "method,setting,seeds,test_iou,test_dice,test_boundary_f"
+    one = next(r for r in rows if r.startswith("unet,epochs=1,2,"))
+    mean = sum(by_epochs[1]) / 2
+    assert one.split(",")[3].startswith(f"{mean:.4f} +- ")
+    mtimes = [p.stat().st_mtime_ns for p in records]
+    capsys.readouterr()
+    assert main(args) == 0  # the same command again: every run is reused, none redone
+    assert capsys.readouterr().out.count("already complete") == 4
+    assert [p.stat().st_mtime_ns for p in records] == mtimes
+
+
+def test_a_segmentation_grid_key_must_be_a_setting_or_option_of_the_right_type(tmp_path, capsys):
+    from dermbench.cli.main import main
+
+    root = write_isic_task1(tmp_path / "isic", n=12)
+    base = ["segment", "--masks", f"isic2018_task1={root}", "--out", str(tmp_path / "runs")]
+    for extra, message in [
+        (["--grid", "epochs=1,two"], "--grid epochs: 'two' is not an integer"),
+        (["--grid", "seed=1,2"], "--grid seed: not a sweepable setting"),
+        (["--grid", "epochs"], "--grid 'epochs': expected NAME=VALUE"),
+        (["--methods", "unet,yolo"], "unknown segmenter 'yolo'"),
+    ]:
+        assert main([*base, *extra]) != 0
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

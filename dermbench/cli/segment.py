@@ -51,34 +51,64 @@ def add_segment_command(sub: Any) -> None:
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out", default="runs")
     p.add_argument("--save-model", default="", help="also write the trained weights here (a state dict)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="values to sweep (repeatable): a setting (image_size, epochs, lr, ...) or a segmenter option",
+    )
+    p.add_argument("--summary-csv", default="", help="also write the summary table here")
     p.set_defaults(func=cmd_segment)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from dermbench.errors import ConfigError
-    from dermbench.segmentation.run import SegmentationConfig, format_segmentation, run_segmentation
+    from dermbench.plugins import load_plugins
+    from dermbench.segmentation import sweep
+    from dermbench.segmentation.run import SegmentationConfig, format_segmentation
 
     names = SegmentationConfig.__dataclass_fields__
     cfg = SegmentationConfig(**{k: v for k, v in vars(args).items() if k in names and k != "options"})
-    bad = [o for o in args.opt if "=" not in o]
-    if bad:
-        raise ConfigError(f"--opt {bad[0]!r}: expected NAME=VALUE")
-    cfg = replace(cfg, options=tuple(tuple(o.split("=", 1)) for o in args.opt))
+    cfg = replace(cfg, options=tuple(_pairs(args.opt, "--opt")))
     if not cfg.masks and not cfg.backgrounds:
         raise ConfigError(
             "dermbench segment needs --masks, or --backgrounds HAM10000_PATH for synthetic composites"
         )
+    registries = load_plugins().registries
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else [cfg.seed]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else [cfg.method]
-    if len(seeds) * len(methods) > 1 and cfg.save_model:
-        raise ConfigError("--save-model keeps one model: give one --method and one --seed")
-    for method in methods:
-        for seed in seeds:
-            run = replace(cfg, method=method, seed=seed)
-            record, run_dir = run_segmentation(run, resume=args.resume, force=args.force)
-            print(format_segmentation(record))
-            print(f"record: {run_dir}/record.json")
+    methods = [m or registries.default_of("segmenters") for m in methods]
+    for m in methods:
+        registries.segmenters.get(m)  # an unknown name is an error listing the known ones
+    grid = {k: [v.strip() for v in vs.split(",") if v.strip()] for k, vs in _pairs(args.grid, "--grid")}
+    runs = sweep.plan(cfg, methods, seeds, grid)
+    if len(runs) > 1 and cfg.save_model:
+        raise ConfigError("--save-model keeps one model: give one --method, one --seed and no --grid")
+    result = sweep.run_sweep(runs, registries, resume=args.resume, force=args.force)
+    for record, run_dir in zip(result.records, result.run_dirs, strict=True):
+        print(format_segmentation(record))
+        print(f"record: {run_dir}/record.json")
+    if len(runs) > 1 and result.rows:
+        widths = [max(len(str(c)) for c in col) for col in zip(result.header, *result.rows, strict=True)]
+        for row in [result.header, *result.rows]:
+            print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+    if args.summary_csv and result.rows:
+        sweep.write_summary(args.summary_csv, result.header, result.rows)
+    if result.failures:
+        raise ConfigError(
+            f"{len(result.failures)} of {result.planned} segmentation runs failed: {result.failures[0][1]}"
+        )
     return 0
+
+
+def _pairs(items: list[str], flag: str) -> list[tuple[str, str]]:
+    from dermbench.errors import ConfigError
+
+    bad = [o for o in items if "=" not in o]
+    if bad:
+        raise ConfigError(f"{flag} {bad[0]!r}: expected NAME=VALUE")
+    return [tuple(o.split("=", 1)) for o in items]  # type: ignore[misc]
 
 
 def segmentation_text(path: str) -> str | None:

@@ -72,7 +72,8 @@ def point_settings(point: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _cell(values: list[Any]) -> str:
+def seed_cell(values: list[Any]) -> str:
+    """Mean +- sample std over seeds (one value as it is; "undef" when none is defined)."""
     values = [v for v in values if v is not None]
     if not values:
         return "undef"
@@ -103,7 +104,7 @@ def summarise(
     for (task, method, point), rs in sorted(
         cells.items(), key=lambda kv: (kv[0][0], rank.get(kv[0][1], 99), kv[0])
     ):
-        values = [_cell([resolve_metric(r["metrics"]["test"], c) for r in rs]) for c in cols]
+        values = [seed_cell([resolve_metric(r["metrics"]["test"], c) for r in rs]) for c in cols]
         setting = ", ".join(f"{k}={v}" for k, v in point) or "-"
         rows.append([task, method, setting, str(len(rs)), *values])
     return ["task", "method", "setting", "seeds", *cols], rows

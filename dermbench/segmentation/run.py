@@ -124,11 +124,16 @@ def _fit_predict(
     return preds, history, {"device": ctx.device, **segmenter.resolved}, segmenter.model
 
 
+def run_dir_of(cfg: SegmentationConfig) -> Path:
+    """The run's folder: ``<out>/segmentation/<method>/<method>-s<seed>-<hash of the settings>``."""
+    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.out) / "segmentation" / cfg.method / f"{cfg.method}-s{cfg.seed}-{key}"
+
+
 def prepare_run_dir(cfg: SegmentationConfig, resume: bool, force: bool) -> Path:
     """The run's folder, named by its settings: a finished run is not redone, a killed one resumes
     from its last epoch with ``resume``; ``force`` starts again."""
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:10]
-    run_dir = Path(cfg.out) / "segmentation" / cfg.method / f"{cfg.method}-s{cfg.seed}-{key}"
+    run_dir = run_dir_of(cfg)
     ckpt = run_dir / CHECKPOINT
     if force:
         ckpt.unlink(missing_ok=True)
