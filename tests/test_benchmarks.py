@@ -10,13 +10,18 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 
 
-def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
+def run_smoke(script: Path, tmp_path: Path) -> list[str]:
+    """The script's output lines in smoke mode, with a fresh cache."""
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [sys.executable, str(script), "--smoke", "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    return out.stdout.splitlines()
+
+
+def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
+    lines = run_smoke(SCRIPT, tmp_path)
     assert lines[1].split() == [
         "size",
         "images",
@@ -40,13 +45,7 @@ def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
 
 
 def test_the_memory_benchmark_runs_in_smoke_mode(tmp_path):
-    script = SCRIPT.with_name("memory.py")
-    out = subprocess.run(
-        [sys.executable, str(script), "--smoke", "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
+    lines = run_smoke(SCRIPT.with_name("memory.py"), tmp_path)
     assert lines[1].split() == [
         "images",
         "decoded",

@@ -87,18 +87,25 @@ def test_isic2018_task1_layout_pairs_images_and_masks(tmp_path):
     assert masks[0].sum() == pytest.approx(10 * 10 * (32 / 40) * (32 / 30), rel=0.2)
 
 
-def test_ham10000_masks_pair_with_the_adapters_images(tmp_path):
-    (tmp_path / "ham" / "images").mkdir(parents=True)
-    (tmp_path / "masks").mkdir()
+def write_ham_with_masks(root: Path, lesions: list[str]) -> tuple[Path, Path]:
+    """A HAM10000 folder with one image per entry of ``lesions`` (its lesion id) and their masks."""
+    (root / "ham" / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
     rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
-    for i in range(2):
-        Image.new("RGB", (30, 20), (180, 120, 100)).save(tmp_path / "ham" / "images" / f"ISIC_{i:07d}.jpg")
+    for i, lesion in enumerate(lesions):
+        Image.new("RGB", (30, 20), (180, 120, 100)).save(root / "ham" / "images" / f"ISIC_{i:07d}.jpg")
         Image.fromarray(np.eye(20, 30, dtype=np.uint8) * 255).save(
-            tmp_path / "masks" / f"ISIC_{i:07d}_segmentation.png"
+            root / "masks" / f"ISIC_{i:07d}_segmentation.png"
         )
-        rows.append(f"HAM_0,ISIC_{i:07d},nv,histo,40.0,male,back")  # one lesion, two photographs
-    (tmp_path / "ham" / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
-    items = M.ham10000_masks(tmp_path / "ham", tmp_path / "masks")
+        rows.append(f"{lesion},ISIC_{i:07d},nv,histo,40.0,male,back")
+    (root / "ham" / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
+    return root / "ham", root / "masks"
+
+
+def test_ham10000_masks_pair_with_the_adapters_images(tmp_path):
+    items = M.ham10000_masks(
+        *write_ham_with_masks(tmp_path, ["HAM_0", "HAM_0"])
+    )  # one lesion, two photographs
     assert [it.mask.name for it in items] == [
         "ISIC_0000000_segmentation.png",
         "ISIC_0000001_segmentation.png",
@@ -111,17 +118,8 @@ def test_ham10000_mask_splits_keep_each_lesion_in_one_split(tmp_path):
     from dermbench.data.splits import make_splits
     from dermbench.segmentation.run import SegmentationConfig, load_data
 
-    (tmp_path / "ham" / "images").mkdir(parents=True)
-    (tmp_path / "masks").mkdir()
-    rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization"]
-    for i in range(40):
-        Image.new("RGB", (30, 20), (180, 120, 100)).save(tmp_path / "ham" / "images" / f"ISIC_{i:07d}.jpg")
-        Image.fromarray(np.eye(20, 30, dtype=np.uint8) * 255).save(
-            tmp_path / "masks" / f"ISIC_{i:07d}_segmentation.png"
-        )
-        rows.append(f"HAM_{i // 4},ISIC_{i:07d},nv,histo,40.0,male,back")  # 10 lesions, 4 photographs each
-    (tmp_path / "ham" / "HAM10000_metadata.csv").write_text("\n".join(rows) + "\n")
-    cfg = SegmentationConfig(masks=f"ham10000={tmp_path / 'ham'},{tmp_path / 'masks'}", image_size=16)
+    ham, masks_dir = write_ham_with_masks(tmp_path, [f"HAM_{i // 4}" for i in range(40)])  # 10 lesions x 4
+    cfg = SegmentationConfig(masks=f"ham10000={ham},{masks_dir}", image_size=16)
     frame, images, masks, info = load_data(cfg)
     assert info["n"] == 40 and info["n_groups"] == 10
     splits = make_splits(frame, seed=0)
