@@ -21,3 +21,21 @@ def test_loading_every_plugin_imports_no_torch_or_timm():
     out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+HELP = """
+import sys
+from dermbench.cli.main import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+print("imported:", ",".join(sorted(m for m in ("torch", "numpy", "pandas", "timm", "matplotlib") if m in sys.modules)))
+"""
+
+
+def test_help_imports_no_numerical_library():
+    """`dermbench --help` stays fast (under 0.5 s idle): it imports neither torch nor numpy nor pandas."""
+    out = subprocess.run([sys.executable, "-c", HELP], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "imported:"

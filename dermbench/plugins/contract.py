@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:  # torch is imported when a signature is first checked, not with the module:
-    import torch  # `dermbench --help`, `list` and `show` need no torch
+if TYPE_CHECKING:  # what annotations name is imported when a signature is first checked, not with
+    import numpy as np  # the module: `dermbench --help`, `list` and `show` need no torch, numpy or pandas
+    import pandas as pd
+    import torch
     from torch import nn
 
-import numpy as np
-import pandas as pd
-
-from dermbench.data.records import DatasetRecords
-from dermbench.data.split_data import SplitData
-from dermbench.tasks import Task
+    from dermbench.data.records import DatasetRecords
+    from dermbench.data.split_data import SplitData
+    from dermbench.tasks import Task
 
 # --- contexts ------------------------------------------------------------------------------
 
@@ -368,13 +367,19 @@ class ContractError(AssertionError):
 
 def signature_of(protocol: type, method: str = "__call__") -> inspect.Signature:
     """The documented signature (without ``self``), with annotations resolved to objects."""
+    import numpy as np
+    import pandas as pd
     import torch
     from torch import nn
 
+    from dermbench.data.records import DatasetRecords
+    from dermbench.data.split_data import SplitData
+    from dermbench.tasks import Task
+
     fn = getattr(protocol, method)
-    hints = typing.get_type_hints(
-        fn, globalns={**getattr(fn, "__globals__", globals()), "torch": torch, "nn": nn}
-    )
+    names = {"torch": torch, "nn": nn, "np": np, "pd": pd, "DatasetRecords": DatasetRecords,
+             "SplitData": SplitData, "Task": Task}  # fmt: skip
+    hints = typing.get_type_hints(fn, globalns={**getattr(fn, "__globals__", globals()), **names})
     sig = inspect.signature(fn)
     params = [p.replace(annotation=hints.get(p.name, Any)) for p in list(sig.parameters.values())[1:]]
     return sig.replace(parameters=params, return_annotation=hints.get("return", Any))
