@@ -10,7 +10,8 @@ For one model, batch size, image size and augmentation (flips), it prints, in on
 - ``in-memory``: the same model and optimiser step on float tensors already on the device (the
   ceiling no data path can beat);
 
-as images per second, with the ratios, and the peak resident memory of the process.
+as images per second (the median of ``--repeats`` interleaved runs of each loop, 3 by default), with
+the ratios, and the peak resident memory of the process.
 
     python benchmarks/throughput.py --data ham10000=../shared/data/ham10000 --sizes 64,224 --images 2048
     python benchmarks/throughput.py --smoke      # seconds, on the built-in synthetic sample (CI)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +40,7 @@ from dermbench.models.build import build_run_model  # noqa: E402
 from dermbench.plugins import load_plugins  # noqa: E402
 from dermbench.plugins.contract import StageContext  # noqa: E402
 from dermbench.run.config import parse_assignments, resolve_config  # noqa: E402
-from dermbench.stages.device import pick_device  # noqa: E402
+from dermbench.stages.device import pick_device, to_model_layout  # noqa: E402
 from dermbench.stages.options import SupervisedOptions  # noqa: E402
 from dermbench.stages.supervised import build_trainables, train_one_epoch  # noqa: E402
 
@@ -102,10 +104,15 @@ def in_memory_loop(cfg, task, reg, device, n: int) -> float:
     """Images per second of the model and optimiser step alone, on tensors already on the device."""
     model = build_run_model(cfg, task, reg).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
+    # the layout of dermbench's batches: NHWC images permuted to NCHW (channels-last strides, which
+    # the CPU's convolutions run faster than contiguous NCHW at small sizes)
+    x = torch.randn(cfg.batch_size, cfg.image_size, cfg.image_size, 3, device=device).permute(0, 3, 1, 2)
+    x = to_model_layout(x)
     y = torch.randint(0, task.num_classes, (cfg.batch_size,), device=device)
     steps = max(n // cfg.batch_size, 2)
-    _step(model, optimizer, x, y)
+    for _ in range(steps):  # a warm-up pass as long as the timed one, as the other loops have
+        _step(model, optimizer, x, y)
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
         _step(model, optimizer, x, y)
@@ -129,21 +136,26 @@ def measure(args: argparse.Namespace, size: int) -> dict[str, float]:
     settings = {"profile": "smoke", "model": args.model, "image_size": size, "batch_size": args.batch,
                 "augment": "flips", "device": args.device, "cache_dir": args.cache_dir,
                 "data": parse_assignments(args.data, "--data"), "synthetic_n": max(args.images * 2, 240)}  # fmt: skip
-    out: dict[str, float] = {}
+    trains, cfg = {}, None
     for memory in ("resident", "mapped"):  # the same images, held in the process or memory-mapped
         cfg = resolve_config(task, reg.methods.get("erm"), {}, {**settings, "image_memory": memory})
-        device = pick_device(cfg.device)
         data = prepare_data(cfg, task, reg, progress=False)
-        train = data.splits["train"]
-        train = subset(train, np.arange(min(args.images, len(train))), "train")
-        out[memory] = dermbench_loop(cfg, task, reg, device, train)
-    return {
-        "dermbench": out["mapped"],
-        "resident": out["resident"],
-        "imagefolder": imagefolder_loop(cfg, task, reg, device, train, args.workers),
-        "in-memory": in_memory_loop(cfg, task, reg, device, len(train)),
-        "images": len(train),
+        trains[memory] = subset(
+            data.splits["train"], np.arange(min(args.images, len(data.splits["train"]))), "train"
+        )
+    device, train = pick_device(cfg.device), trains["mapped"]
+    loops = {
+        "dermbench": lambda: dermbench_loop(cfg, task, reg, device, trains["mapped"]),
+        "resident": lambda: dermbench_loop(cfg, task, reg, device, trains["resident"]),
+        "imagefolder": lambda: imagefolder_loop(cfg, task, reg, device, train, args.workers),
+        "in-memory": lambda: in_memory_loop(cfg, task, reg, device, len(train)),
     }
+    runs: dict[str, list[float]] = {name: [] for name in loops}
+    names = list(loops)
+    for r in range(args.repeats):  # interleaved, each repeat in a rotated order: drift hits every loop
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            runs[name].append(loops[name]())
+    return {**{name: statistics.median(v) for name, v in runs.items()}, "images": len(train)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,12 +169,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--images", type=int, default=1024, help="training images timed per loop")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
+    p.add_argument(
+        "--repeats", type=int, default=3, help="runs of each loop, interleaved; the median is printed"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--smoke", action="store_true", help="tiny: a model, 32 px, 64 images (seconds; for CI)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.model, args.sizes, args.images, args.batch, args.workers = "tinycnn", "32", 64, 16, 1
+        args.model, args.sizes, args.images, args.batch, args.workers, args.repeats = (
+            "tinycnn",
+            "32",
+            64,
+            16,
+            1,
+            1,
+        )
     torch.manual_seed(0)
     print(
         f"model {args.model}, batch {args.batch}, flips, device {pick_device(args.device)}, torch {torch.__version__}"
