@@ -173,16 +173,23 @@ def load_images(
     kept = np.array([r for r in rows if int(r) not in bad], dtype=np.int64)
     if memory == "mapped":
         return _mapped_rows(folder, kept, size), kept, skipped
-    images = np.empty((len(kept), size, size, 3), dtype=np.uint8)
-    for s in np.unique(kept // SHARD):
-        arr = np.load(_shard(folder, s), mmap_mode="r")
-        sel = np.flatnonzero(kept // SHARD == s)
-        images[sel] = arr[kept[sel] - s * SHARD]
-    return images, kept, skipped
+    return _read_rows(folder, kept, size), kept, skipped
 
 
 def _shard(folder: Path, shard: int) -> Path:
     return folder / f"shard-{int(shard):05d}.npy"
+
+
+def _read_rows(folder: Path, rows: np.ndarray, size: int) -> np.ndarray:
+    """The cached images of ``rows`` in that order, in memory; each shard is mapped only while its
+    rows are copied."""
+    out = np.empty((len(rows), size, size, 3), dtype=np.uint8)
+    for s in np.unique(rows // SHARD):
+        shard = np.load(_shard(folder, s), mmap_mode="r")
+        sel = np.flatnonzero(rows // SHARD == s)
+        out[sel] = shard[rows[sel] - s * SHARD]
+        del shard
+    return out
 
 
 def _skipped(records: DatasetRecords, rows: np.ndarray, errors: dict[int, str], skip_bad: bool) -> list[dict]:
@@ -210,15 +217,5 @@ def _mapped_rows(folder: Path, kept: np.ndarray, size: int) -> np.ndarray:
 
     digest = hashlib.sha256(kept.tobytes()).hexdigest()[:24]
 
-    def chunks():
-        for lo in range(0, len(kept), CHUNK):
-            part = kept[lo : lo + CHUNK]
-            out = np.empty((len(part), size, size, 3), dtype=np.uint8)
-            for s in np.unique(part // SHARD):
-                shard = np.load(_shard(folder, s), mmap_mode="r")
-                sel = np.flatnonzero(part // SHARD == s)
-                out[sel] = shard[part[sel] - s * SHARD]
-                del shard
-            yield out
-
-    return write_mapped(folder / f"rows-{digest}.npy", (len(kept), size, size, 3), chunks())
+    chunks = (_read_rows(folder, kept[lo : lo + CHUNK], size) for lo in range(0, len(kept), CHUNK))
+    return write_mapped(folder / f"rows-{digest}.npy", (len(kept), size, size, 3), chunks)
