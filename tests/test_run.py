@@ -56,6 +56,7 @@ def test_record_metrics_equal_sklearn_recomputed_from_saved_probabilities(tmp_pa
     fp = record["data"]["splits"]
     assert len({fp[s]["fingerprint"] for s in ("train", "val", "test")}) == 3
     assert record["environment"]["packages"]["torch"]
+    assert record["environment"]["host_heap"]["set_by"]  # what fixed the allocator's threshold, if anything
     assert record["config"]["seed"] == 0 and record["config"]["model"] == "tinycnn"
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from dermbench.plugins.contract import PredictorContext
 from dermbench.stages.device import autocast, input_stats, to_input
+from dermbench.stages.host_heap import bound_host_heap
 
 
 @torch.no_grad()
@@ -22,6 +23,7 @@ def predict_logits(
 ) -> torch.Tensor:
     """Float logits on the host, in eval mode, one batch at a time; kept on the device until the
     last batch, so the loop never waits for a copy back."""
+    bound_host_heap()
     model.eval()
     out, stats = [], input_stats(model)
     for start in range(0, len(images), batch_size):

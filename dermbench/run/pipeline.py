@@ -32,6 +32,7 @@ from dermbench.run.slots import check_option_slots
 from dermbench.stages import distributed
 from dermbench.stages.checkpoints import CHECKPOINTS, LAST
 from dermbench.stages.device import describe_input_stats, device_name, pick_device
+from dermbench.stages.host_heap import bound_host_heap
 from dermbench.tasks import Task, resolve_task
 
 
@@ -124,7 +125,10 @@ def new_record(
             "recipe": method.to_dict(),
         },
         "config": cfg.to_dict(),
-        "environment": environment(device_name(device), plugins.versions(), distributed.current().world),
+        "environment": {
+            **environment(device_name(device), plugins.versions(), distributed.current().world),
+            "host_heap": bound_host_heap(),  # glibc's mmap threshold, fixed (dermbench.stages.host_heap)
+        },
         "data": data.info,
         "history": [],
         "best_epoch": None,

@@ -188,6 +188,7 @@ def run_segmentation(
 
 def _record(cfg, info, frame, splits, history, metrics, resolved, seconds) -> dict[str, Any]:
     from dermbench.run.record import environment
+    from dermbench.stages.host_heap import bound_host_heap
 
     return {
         "schema": SCHEMA,
@@ -195,7 +196,7 @@ def _record(cfg, info, frame, splits, history, metrics, resolved, seconds) -> di
         "status": "complete",
         "config": asdict(cfg),
         "resolved": resolved,
-        "environment": environment(resolved["device"], {}),
+        "environment": {**environment(resolved["device"], {}), "host_heap": bound_host_heap()},
         "data": {
             **info,
             "split_protocol": f"seeded 70/15/15, grouped by {SPLIT_UNIT.get(info['source'], 'image')}, "

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from dermbench.segmentation.maskrcnn import instances, train_roi_heads_only, union_mask
 from dermbench.segmentation.unet import UNet, dice_bce_loss
+from dermbench.stages.host_heap import bound_host_heap
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int):
 def _train(model, opt, loss_of, n: int, settings: TrainSettings, desc: str, progress: bool) -> list[dict]:
     """The epochs of one segmenter: ``loss_of(model, batch_positions)`` per batch, one history row
     per epoch; with ``settings.checkpoint``, saved after every epoch and resumed from there."""
+    bound_host_heap()
     ckpt = Path(settings.checkpoint) if settings.checkpoint else None
     history, start = [], 1
     if ckpt is not None and ckpt.is_file():

@@ -36,6 +36,7 @@ from dermbench.stages import distributed
 from dermbench.stages.augment import augment
 from dermbench.stages.checkpoints import LAST, atomic_save, best_name, load_weights
 from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
+from dermbench.stages.host_heap import bound_host_heap
 from dermbench.stages.options import SupervisedOptions
 from dermbench.stages.selection import Selection
 
@@ -235,6 +236,7 @@ def train_one_epoch(
 ) -> dict:
     """One pass over the training split; the epoch's loss, accuracy and macro-F1."""
     cfg, model, device = ctx.cfg, ctx.model, ctx.device
+    bound_host_heap()  # without it the heap creeps by a batch's size every few steps
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     order = _epoch_order(parts, len(ctx.train), seed)
