@@ -20,6 +20,7 @@ the ratios, and the peak resident memory of the process.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import resource
 import statistics
@@ -40,18 +41,22 @@ from dermbench.models.build import build_run_model  # noqa: E402
 from dermbench.plugins import load_plugins  # noqa: E402
 from dermbench.plugins.contract import StageContext  # noqa: E402
 from dermbench.run.config import parse_assignments, resolve_config  # noqa: E402
-from dermbench.stages.device import pick_device, to_model_layout  # noqa: E402
+from dermbench.stages.device import autocast, pick_device, to_model_layout  # noqa: E402
 from dermbench.stages.options import SupervisedOptions  # noqa: E402
-from dermbench.stages.supervised import build_trainables, train_one_epoch  # noqa: E402
+from dermbench.stages.supervised import build_trainables, train_one_epoch, validate  # noqa: E402
+
+
+def _stage(cfg, task, reg, device, method: str, train, val) -> tuple[StageContext, object]:
+    """The supervised stage of ``method``'s first recipe, as a run sets it up, and its trainables."""
+    ctx = StageContext(model=_model(cfg, task, reg, device), train=train, val=val, task=task, cfg=cfg,
+                       recipe=reg.methods.get(method).stages[0], stage_index=0, registries=reg, device=device,
+                       checkpoint_dir=Path(tempfile.mkdtemp()), seed=0, progress=False)  # fmt: skip
+    return ctx, build_trainables(SupervisedOptions(), ctx)
 
 
 def dermbench_loop(cfg, task, reg, device, train) -> float:
     """Images per second of one training epoch of the supervised stage (after a warm-up epoch)."""
-    model = build_run_model(cfg, task, reg).to(device)
-    ctx = StageContext(model=model, train=train, val=train, task=task, cfg=cfg, recipe=reg.methods.get("erm").stages[0],
-                       stage_index=0, registries=reg, device=device, checkpoint_dir=Path(tempfile.mkdtemp()), seed=0,
-                       progress=False)  # fmt: skip
-    parts = build_trainables(SupervisedOptions(), ctx)
+    ctx, parts = _stage(cfg, task, reg, device, "erm", train, train)
     train_one_epoch(SupervisedOptions(), ctx, parts, 1, "warm-up")
     t0 = time.perf_counter()
     train_one_epoch(SupervisedOptions(), ctx, parts, 2, "timed")
@@ -59,8 +64,17 @@ def dermbench_loop(cfg, task, reg, device, train) -> float:
     return len(train) / (time.perf_counter() - t0)
 
 
+def _model(cfg, task, reg, device) -> nn.Module:
+    """The run's model on ``device``, channels-last on CUDA as a dermbench run puts it."""
+    model = build_run_model(cfg, task, reg).to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
 def _step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-    loss = nn.functional.cross_entropy(model(x), y)
+    """One optimiser step as dermbench takes it: bf16 autocast and channels-last inputs on CUDA."""
+    with autocast(x.device):
+        logits = model(to_model_layout(x))
+    loss = nn.functional.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -89,7 +103,7 @@ def imagefolder_loop(cfg, task, reg, device, train, workers: int) -> float:
     ])  # fmt: skip
     loader = torch.utils.data.DataLoader(datasets.ImageFolder(str(root), tf), batch_size=cfg.batch_size, shuffle=True,
                                          num_workers=workers, pin_memory=device.type == "cuda", drop_last=True)  # fmt: skip
-    model = build_run_model(cfg, task, reg).to(device).train()
+    model = _model(cfg, task, reg, device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(2):  # the first epoch warms up workers and caches
         t0, seen = time.perf_counter(), 0
@@ -102,7 +116,7 @@ def imagefolder_loop(cfg, task, reg, device, train, workers: int) -> float:
 
 def in_memory_loop(cfg, task, reg, device, n: int) -> float:
     """Images per second of the model and optimiser step alone, on tensors already on the device."""
-    model = build_run_model(cfg, task, reg).to(device).train()
+    model = _model(cfg, task, reg, device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     # the layout of dermbench's batches: NHWC images permuted to NCHW (channels-last strides, which
     # the CPU's convolutions run faster than contiguous NCHW at small sizes)
@@ -118,6 +132,32 @@ def in_memory_loop(cfg, task, reg, device, n: int) -> float:
         _step(model, optimizer, x, y)
     _sync(device)
     return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def medmnist_epoch(args: argparse.Namespace) -> dict | None:
+    """Seconds of the first epoch of the medmnist protocol (its ResNet-18 at 28 px, batch 128, Adam, no
+    augmentation: the ``paper`` profile of ``medmnist_resnet18``): training, then validation as
+    every epoch of a run validates. None when the dermbench-medmnist plugin is not installed."""
+    try:
+        plugin = importlib.import_module("dermbench_medmnist.plugin")
+    except ImportError:
+        return None
+    reg = load_plugins(extra=[("medmnist", plugin)], autoload=False).registries
+    task = reg.tasks.get("ham7")
+    settings = {"profile": "smoke" if args.smoke else "paper", "device": args.device, "cache_dir": args.cache_dir,
+                "data": parse_assignments(args.medmnist, "--medmnist"), "synthetic_n": 240}  # fmt: skip
+    cfg = resolve_config(task, reg.methods.get("medmnist_resnet18"), {}, settings)
+    data = prepare_data(cfg, task, reg, progress=False)
+    train, val = data.splits["train"], data.splits["val"]
+    device = pick_device(cfg.device)
+    ctx, parts = _stage(cfg, task, reg, device, "medmnist_resnet18", train, val)
+    t0 = time.perf_counter()
+    train_one_epoch(SupervisedOptions(), ctx, parts, 1, "medmnist epoch")
+    _sync(device)
+    t1 = time.perf_counter()
+    validate(ctx.model, val, parts.loss_fn, cfg.batch_size * 2, device)
+    return {"train": len(train), "val": len(val), "train_s": t1 - t0, "val_s": time.perf_counter() - t1,
+            "size": cfg.image_size, "batch": cfg.batch_size, "dataset": ",".join(args.medmnist or ["synthetic"])}  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -174,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", default=None)
+    p.add_argument(
+        "--medmnist", action="append", metavar="NAME=PATH",
+        help="time the first epoch of the medmnist protocol on this dataset, e.g. dermamnist=PATH (smoke: synthetic)",
+    )  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="tiny: a model, 32 px, 64 images (seconds; for CI)")
     args = p.parse_args(argv)
     if args.smoke:
@@ -200,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['dermbench'] / r['resident']:>11.0%}")  # fmt: skip
     print("images per second of training (validation apart): dermbench reads memory-mapped images (the default), "
           "resident the same images held in the process (--image-memory resident)")  # fmt: skip
+    if args.medmnist or args.smoke:
+        m = medmnist_epoch(args)
+        if m is None:
+            print("medmnist protocol: the dermbench-medmnist plugin is not installed")
+        else:
+            print(f"medmnist protocol epoch ({m['dataset']}, ResNet-18 @{m['size']} px, batch {m['batch']}): "
+                  f"training {m['train_s']:.1f} s on {m['train']} images ({m['train'] / m['train_s']:.0f}/s), "
+                  f"validation {m['val_s']:.1f} s on {m['val']}")  # fmt: skip
     print(f"peak resident memory {peak_rss_mib():.0f} MiB (peak memory of a whole run: benchmarks/memory.py)")
     return 0
 

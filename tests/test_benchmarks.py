@@ -41,7 +41,14 @@ def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
     assert min(float(ours), float(resident), float(folder), float(ceiling)) > 0
     assert abs(float(ratio.rstrip("x")) - float(ours) / float(folder)) < 0.01  # printed to 2 decimals
     assert re.fullmatch(r"\d+%", share) and re.fullmatch(r"\d+%", vs_resident)
-    assert "peak resident memory" in lines[4]
+    medmnist = next(line for line in lines if line.startswith("medmnist protocol epoch"))
+    m = re.search(
+        r"ResNet-18 @28 px, batch (\d+)\): training ([\d.]+) s on (\d+) images.*validation ([\d.]+) s",
+        medmnist,
+    )
+    assert m, medmnist  # the protocol's model at its 28 px, timed over a whole training split
+    assert int(m[1]) == 32 and float(m[2]) > 0 and int(m[3]) > 0 and float(m[4]) > 0
+    assert "peak resident memory" in lines[-1]
 
 
 def test_the_memory_benchmark_runs_in_smoke_mode(tmp_path):
