@@ -39,7 +39,9 @@ def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
     size, images, ours, resident, folder, ceiling, ratio, share, vs_resident = lines[2].split()
     assert (size, images) == ("32", "64")
     assert min(float(ours), float(resident), float(folder), float(ceiling)) > 0
-    assert abs(float(ratio.rstrip("x")) - float(ours) / float(folder)) < 0.01  # printed to 2 decimals
+    # the ratio of the unrounded rates, printed to 2 decimals; the rates are printed to 1 decimal
+    lo, hi = (float(ours) - 0.05) / (float(folder) + 0.05), (float(ours) + 0.05) / (float(folder) - 0.05)
+    assert lo - 0.005 <= float(ratio.rstrip("x")) <= hi + 0.005, (ratio, ours, folder)
     assert re.fullmatch(r"\d+%", share) and re.fullmatch(r"\d+%", vs_resident)
     medmnist = next(line for line in lines if line.startswith("medmnist protocol epoch"))
     m = re.search(
