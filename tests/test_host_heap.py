@@ -4,6 +4,7 @@ the heap creep (dermbench.stages.host_heap)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,7 @@ print(json.dumps({"growth": heap_mib() - before, "info": info}))
 def _run(mode: str, env: dict | None = None) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", PATTERN, mode], capture_output=True, text=True, check=True, cwd=ROOT,
-        env={**__import__("os").environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -58,8 +59,10 @@ def _run(mode: str, env: dict | None = None) -> dict:
 def test_bounded_heap_does_not_creep_where_the_default_one_does():
     free = _run("default")
     bounded = _run("bounded")
-    assert free["growth"] > 200, free  # the pattern makes glibc's default heap grow (40 x ~20 MiB)
-    assert bounded["growth"] < 20, bounded
+    # glibc's default heap grows by about 80 or about 780 MiB from run to run (where the blocks land
+    # varies); the bounded one by under 1 MiB
+    assert free["growth"] > 50, free
+    assert bounded["growth"] < 10, bounded
     assert bounded["info"] == {"mmap_threshold": MMAP_THRESHOLD, "set_by": "dermbench (mallopt)"}
 
 
@@ -67,4 +70,4 @@ def test_bounded_heap_does_not_creep_where_the_default_one_does():
 def test_a_threshold_set_in_the_environment_is_left_alone():
     out = _run("bounded", {ENV: "262144"})
     assert out["info"] == {"mmap_threshold": "262144", "set_by": f"the environment ({ENV})"}
-    assert out["growth"] < 20, out  # glibc applied the user's fixed threshold itself
+    assert out["growth"] < 10, out  # glibc applied the user's fixed threshold itself
