@@ -31,7 +31,9 @@ MODES = ("resident", "mapped")
 
 
 def write_manifest(ham: Path, n: int, folder: Path) -> Path:
-    """A manifest of the first ``n`` HAM10000 images by image id, with their lesion groups."""
+    """A manifest of the first ``n`` HAM10000 images by image id, with their lesion groups (absolute
+    image paths: a manifest refuses a relative path that leaves its folder)."""
+    ham = ham.resolve()
     meta = pd.read_csv(ham / "HAM10000_metadata.csv").sort_values("image_id").head(n)
     images = {p.stem: p for p in (ham / "images").glob("*.jpg")}
     rows = pd.DataFrame({"image": [str(images[i]) for i in meta["image_id"]], "label": meta["dx"],
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd = run_command(data, args, "mapped", work)
         if args.smoke:
             cmd = [c for c in cmd if c not in ("--data", data)] + ["--synthetic-n", str(n)]
-        subprocess.run(cmd, env=env, check=True, capture_output=True)  # decodes into the cache once
+        warm = subprocess.run(cmd, env=env, capture_output=True, text=True)  # decodes into the cache once
+        if warm.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed ({warm.returncode}): {warm.stderr.strip()[-2000:]}")
         row = {m: peak_memory([c if c != "mapped" else m for c in cmd], env) for m in MODES}
         decoded = n * args.size * args.size * 3 / 2**20
         print(

@@ -71,3 +71,31 @@ def test_the_memory_benchmark_runs_in_smoke_mode(tmp_path):
     n, decoded, *peaks = lines[2].split()
     assert n == "200" and len(peaks) == 4 and all(float(p) > 0 for p in peaks)
     assert list((tmp_path / "cache" / "images").glob("*/rows-*.npy"))  # the mapped run read cache files
+
+
+def test_the_memory_benchmarks_manifest_reads_from_a_relative_ham_folder(tmp_path, monkeypatch):
+    """``--ham ../shared/data/ham10000`` (the README's command) once wrote relative image paths
+    that the manifest adapter refuses as leaving the manifest's folder."""
+    import importlib.util
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from dermbench.plugins import load_plugins
+
+    ham = tmp_path / "ham"
+    (ham / "images").mkdir(parents=True)
+    ids = [f"ISIC_{i:07d}" for i in range(4)]
+    for i in ids:
+        Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(ham / "images" / f"{i}.jpg")
+    pd.DataFrame(
+        {"image_id": ids, "lesion_id": ["a", "a", "b", "c"], "dx": ["nv", "nv", "mel", "bkl"]}
+    ).to_csv(ham / "HAM10000_metadata.csv", index=False)
+    spec = importlib.util.spec_from_file_location("memory_benchmark", SCRIPT.with_name("memory.py"))
+    memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory)
+    monkeypatch.chdir(tmp_path)
+    folder = memory.write_manifest(Path("ham"), 3, tmp_path / "work")
+    records = load_plugins().registries.datasets.build("manifest", {}, str(folder))
+    assert len(records) == 3 and list(records.frame["label"]) == ["nv", "nv", "mel"]

@@ -159,3 +159,28 @@ def test_released_pages_leave_resident_memory_and_read_back_the_same(tmp_path: P
     M.release_pages(m)
     assert _resident_file_kib() - before < 1000
     assert int(m.sum(dtype=np.int64)) == total == 10 * int(rows.sum(dtype=np.int64))
+
+
+def test_a_resident_run_holds_its_splits_once_not_the_dataset_and_its_splits(tmp_path: Path) -> None:
+    """numpy reports its buffers to tracemalloc: the peak while a resident run's data is prepared
+    (from a warm cache) is its splits' images, not the dataset's decoded array beside them."""
+    import tracemalloc
+
+    from dermbench.data.prepare import prepare_data
+    from dermbench.plugins import load_plugins
+    from dermbench.run.config import resolve_config
+
+    reg = load_plugins().registries
+    task = reg.tasks.get("ham7")
+    settings = {"profile": "smoke", "image_size": 48, "synthetic_n": 800, "cache_dir": str(tmp_path)}
+    cfg = resolve_config(task, reg.methods.get("lmf"), {}, {**settings, "image_memory": "resident"})
+    prepare_data(cfg, task, reg, progress=False)  # decodes into the cache
+    tracemalloc.start()
+    try:
+        data = prepare_data(cfg, task, reg, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    held = sum(s.images.numel() for s in data.splits.values())
+    assert held == 800 * 48 * 48 * 3
+    assert peak < 1.25 * held, (peak, held)  # two copies (2x) before the fix

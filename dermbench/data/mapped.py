@@ -154,6 +154,19 @@ def gather(source: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return write_mapped(path, (len(pos), *source.shape[1:]), chunks)
 
 
+def take(source: np.ndarray, pos: np.ndarray, memory: str) -> np.ndarray:
+    """The rows ``pos`` of ``source`` as a run holds them: ``memory="mapped"``, as :func:`gather`
+    (a mapped file beside a mapped source); ``"resident"``, copied into the process straight from
+    ``source`` (a mapped source's pages go back to the page cache, so a resident run holds its
+    splits once, not the dataset and its splits)."""
+    if memory == "mapped":
+        return gather(source, pos)
+    pos = np.asarray(pos, dtype=np.int64).reshape(-1)
+    if not is_mapped(source) and len(pos) == len(source) and np.array_equal(pos, np.arange(len(source))):
+        return source
+    return np.asarray(source)[pos]  # a base-class view first: the rows are copied once
+
+
 def concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """``arrays`` one after the other: a mapped file when all are mapped, else in memory."""
     if len(arrays) == 1:

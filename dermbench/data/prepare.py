@@ -26,7 +26,7 @@ from dermbench.data.duplicates import (
     near_duplicate_clusters,
     signatures,
 )
-from dermbench.data.mapped import concatenate, gather
+from dermbench.data.mapped import concatenate, take
 from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData, concat_splits, with_images
 from dermbench.data.split_file import read_split_file
@@ -109,15 +109,16 @@ def mapped_source(
 def decode_rows(
     records: DatasetRecords, frame: pd.DataFrame, cfg: RunConfig, where: str, progress: bool
 ) -> tuple[pd.DataFrame, Any, list]:
-    """The images of ``frame``'s rows through the decode-once cache (checked against memory first),
-    and the rows that decoded; skipped images are listed when ``--skip-bad-images`` allows them."""
+    """The images of ``frame``'s rows through the decode-once cache, as a memory map of the cache
+    (checked against the disk, and against memory for a resident run, first), and the rows that
+    decoded; skipped images are listed when ``--skip-bad-images`` allows them. A resident run copies
+    its splits' rows into the process (:func:`dermbench.data.mapped.take`), never the whole array."""
     if cfg.image_memory == "resident":
         check_decoded_size(len(frame), cfg.image_size, where)
-    else:
-        check_cache_space(len(frame), cfg.image_size, where, cache_dir_for(cfg))
+    check_cache_space(len(frame), cfg.image_size, where, cache_dir_for(cfg))
     images, kept_rows, skipped = load_images(
         records, frame["row"].to_numpy(), cfg.image_size, cache_dir_for(cfg),
-        skip_bad=cfg.skip_bad_images, progress=progress, resize=cfg.resize, memory=cfg.image_memory,
+        skip_bad=cfg.skip_bad_images, progress=progress, resize=cfg.resize, memory="mapped",
     )  # fmt: skip
     return frame.set_index("row", drop=False).loc[list(kept_rows)].reset_index(drop=True), images, skipped
 
@@ -210,7 +211,8 @@ def _load_unlabelled(
     frame, images, skipped = decode_rows(records, frame, cfg, f"--pretrain-data {name} ({path})", progress)
     frame["image_id"] = f"{name}:" + frame["image_id"].astype(str)
     frame["dataset"] = name
-    split = with_images(f"unlabelled:{name}", images, np.full(len(frame), -1), frame)
+    held = take(images, np.arange(len(frame)), cfg.image_memory)
+    split = with_images(f"unlabelled:{name}", held, np.full(len(frame), -1), frame)
     info = {"name": name, "path": path, "role": "unlabelled-pretraining", "n_records": len(records),
             "n_used": len(frame), "removed_held_out": int(leak.sum()), "skipped_images": skipped}  # fmt: skip
     return split, info
@@ -247,7 +249,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
     duplicates = duplicates_report(cfg, frame, idx)
     check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
     official = "split" in frame.columns and frame["split"].notna().all()
-    splits = {name: _split(name, frame, images, pos) for name, pos in idx.items()}
+    splits = {name: _split(name, frame, images, pos, cfg.image_memory) for name, pos in idx.items()}
     for name, path in cfg.test_data.items():
         ext_frame, ext_images, info, synth = _load_source(
             name, path, cfg, task, registries, progress, split=False
@@ -256,7 +258,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         infos.append(info)
         synthetic |= synth
         key = f"external:{name}"
-        splits[key] = _split(key, ext_frame, ext_images, np.arange(len(ext_frame)))
+        splits[key] = _split(key, ext_frame, ext_images, np.arange(len(ext_frame)), cfg.image_memory)
     unlabelled = load_unlabelled(cfg, registries, splits, infos, progress)
     sources = load_chain(cfg, task, registries, splits, infos, progress)
     info = {
@@ -307,18 +309,17 @@ def _load_chain_source(
     frame, images, skipped = decode_rows(records, frame, cfg, f"--chain {src.spec!r}", progress)
     by_pixels = np.array([h in held_pixels for h in pixel_hashes(images)], dtype=bool)
     keep = np.flatnonzero(~by_pixels)
-    frame = frame.iloc[keep].reset_index(drop=True)
-    if len(frame) == 0:
+    if len(keep) == 0:
         raise ConfigError(
             f"--chain {src.spec!r}: every mapped image is a validation or test image of the target"
         )
     frame["image_id"] = f"{src.name}:" + frame["image_id"].astype(str)
     frame["group"] = f"{src.name}:" + frame["group"].astype(str)
     frame["dataset"] = src.name
-    split = _split(f"source:{src.name}", frame, gather(images, keep), np.arange(len(frame)))
+    split = _split(f"source:{src.name}", frame, images, keep, cfg.image_memory)
     info = {
         "name": src.name, "adapter": src.adapter, "path": src.path, "role": "chain-source",
-        "position": position, "n_records": len(records), "n_used": len(frame),
+        "position": position, "n_records": len(records), "n_used": len(keep),
         "label_source": records.label_source, "dropped_unmapped": dropped,
         "removed_held_out": {"by_id": int(by_id.sum()), "by_pixels": int(by_pixels.sum())},
         "class_counts": describe_split(split, task)["class_counts"],
@@ -411,6 +412,7 @@ def describe_split(s: SplitData, task: Task) -> dict[str, Any]:
     }
 
 
-def _split(name: str, frame: pd.DataFrame, images: np.ndarray, pos: np.ndarray) -> SplitData:
+def _split(name: str, frame: pd.DataFrame, images: np.ndarray, pos: np.ndarray, memory: str) -> SplitData:
+    """The rows ``pos`` of ``frame`` and ``images`` as a split, its images held as ``memory`` says."""
     sub = frame.iloc[pos].reset_index(drop=True)
-    return with_images(name, gather(images, pos), sub["y"].to_numpy().astype(np.int64), sub)
+    return with_images(name, take(images, pos, memory), sub["y"].to_numpy().astype(np.int64), sub)

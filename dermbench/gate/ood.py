@@ -87,6 +87,7 @@ def parse_ood(items: dict[str, str]) -> dict[str, str | None]:
 
 def load_ood_dataset(name: str, path: str, cfg: Any, registries: Any, progress: bool) -> torch.Tensor:
     """Every image of a registered dataset at the run's size (labels ignored)."""
+    from dermbench.data.mapped import take
     from dermbench.data.prepare import decode_rows
 
     records = registries.datasets.build(name, cfg.component_options(f"data.{name}"), path)
@@ -95,4 +96,4 @@ def load_ood_dataset(name: str, path: str, cfg: Any, registries: Any, progress: 
     frame = records.frame.copy()
     frame["row"] = np.arange(len(frame), dtype=np.int64)
     _, images, _ = decode_rows(records, frame, cfg, f"--ood-data {name} ({path})", progress)
-    return torch.from_numpy(np.ascontiguousarray(images))
+    return torch.from_numpy(take(images, np.arange(len(images)), cfg.image_memory))
