@@ -11,6 +11,10 @@ memory it needs of its own.
 
     python benchmarks/memory.py --ham ../shared/data/ham10000 --images 1000,5000,10000 --size 224
     python benchmarks/memory.py --smoke     # seconds, on generated images (CI)
+
+``--baseline DIR`` adds the same run of another version, a checkout of it (for the version before
+the memory maps: ``git worktree add ../dermbench-425707b 425707b``), run from its own folder with
+its own first-party plugins on the path and without ``--image-memory`` where its CLI has none.
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ def _rss_anon_kib(pid: int) -> int:
     return 0
 
 
-def peak_memory(command: list[str], env: dict[str, str]) -> dict[str, float]:
+def peak_memory(command: list[str], env: dict[str, str], cwd: Path | None = None) -> dict[str, float]:
     """Run ``command``; its peak resident and peak anonymous memory (MiB) and its seconds."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     peak_anon = [0]
 
     def sample() -> None:
@@ -77,11 +83,54 @@ def peak_memory(command: list[str], env: dict[str, str]) -> dict[str, float]:
     return {"rss": usage.ru_maxrss / 1024, "anon": peak_anon[0] / 1024, "seconds": time.perf_counter() - t0}
 
 
-def run_command(data: str, args: argparse.Namespace, mode: str, out: Path) -> list[str]:
+def run_command(data: str, args: argparse.Namespace, mode: str, out: Path, n: int) -> list[str]:
+    """The measured ``dermbench run`` over ``data`` (generated images in smoke mode)."""
+    source = ["--synthetic-n", str(n)] if args.smoke else ["--data", data]
     return [sys.executable, "-m", "dermbench.cli", "run", "--task", "ham7", "--method", "erm",
             "--profile", "smoke", "--model", args.model, "--image-size", str(args.size), "--epochs", "1",
-            "--batch-size", str(args.batch), "--data", data, "--image-memory", mode, "--device", "cpu",
+            "--batch-size", str(args.batch), *source, "--image-memory", mode, "--device", "cpu",
             "--cache-dir", str(args.cache_dir), "--out", str(out / mode), "--quiet", "--force"]  # fmt: skip
+
+
+def checked_run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+    """``cmd`` run to the end (a warm run: it decodes into the cache); its error if it fails."""
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+
+
+def baseline_env(checkout: Path) -> dict[str, str]:
+    """The environment that imports ``checkout``'s dermbench and first-party plugins, not these."""
+    paths = [str(checkout), *sorted(str(d) for d in (checkout / "plugins").glob("*") if d.is_dir())]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def baseline_command(cmd: list[str], checkout: Path, env: dict[str, str]) -> list[str]:
+    """``cmd`` as ``checkout``'s CLI takes it: without ``--image-memory`` where it has no such option."""
+    usage = subprocess.run(
+        [sys.executable, "-m", "dermbench.cli", "run", "--help"],
+        env=env,
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+    )
+    if usage.returncode:
+        raise SystemExit(
+            f"--baseline {checkout}: its `dermbench run --help` failed: {usage.stderr.strip()[-500:]}"
+        )
+    if "--image-memory" in usage.stdout:
+        return cmd
+    at = cmd.index("--image-memory")
+    return cmd[:at] + cmd[at + 2 :]
+
+
+def measure_baseline(cmd: list[str], checkout: Path) -> dict[str, float]:
+    """The peaks of ``cmd`` run by ``checkout``'s dermbench, after a warm run that fills its cache."""
+    checkout = checkout.resolve()
+    env = baseline_env(checkout)
+    cmd = baseline_command(cmd, checkout, env)
+    checked_run(cmd, env, checkout)
+    return peak_memory(cmd, env, checkout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "dermbench-memory-cache")
     p.add_argument("--smoke", action="store_true", help="generated images, 200 at 32 px (seconds; for CI)")
+    p.add_argument("--baseline", type=Path, help="a checkout of another dermbench version, measured alike")
     args = p.parse_args(argv)
+    if args.baseline is not None and not (args.baseline / "dermbench" / "cli").is_dir():
+        p.error(f"--baseline {args.baseline}: not a dermbench checkout (no dermbench/cli folder)")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -108,22 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"dermbench run, model {args.model}, {args.size} px, batch {args.batch}, 1 epoch, cache {args.cache_dir}"
     )
+    columns = (*MODES, "baseline") if args.baseline else MODES
     print(
-        f"{'images':>7} {'decoded MiB':>12} " + " ".join(f"{m + ' rss':>13} {m + ' anon':>14}" for m in MODES)
+        f"{'images':>7} {'decoded MiB':>12} "
+        + " ".join(f"{m + ' rss':>13} {m + ' anon':>14}" for m in columns)
     )
     for n in counts:
         data = "synthetic=" if args.smoke else f"manifest={write_manifest(args.ham, n, work)}"
-        cmd = run_command(data, args, "mapped", work)
-        if args.smoke:
-            cmd = [c for c in cmd if c not in ("--data", data)] + ["--synthetic-n", str(n)]
-        warm = subprocess.run(cmd, env=env, capture_output=True, text=True)  # decodes into the cache once
-        if warm.returncode:
-            raise SystemExit(f"{' '.join(cmd)} failed ({warm.returncode}): {warm.stderr.strip()[-2000:]}")
+        cmd = run_command(data, args, "mapped", work, n)
+        checked_run(cmd, env)  # decodes into the cache once
         row = {m: peak_memory([c if c != "mapped" else m for c in cmd], env) for m in MODES}
+        if args.baseline:
+            row["baseline"] = measure_baseline(
+                run_command(data, args, "resident", work / "baseline", n), args.baseline
+            )
         decoded = n * args.size * args.size * 3 / 2**20
         print(
             f"{n:>7} {decoded:>12.0f} "
-            + " ".join(f"{row[m]['rss']:>13.0f} {row[m]['anon']:>14.0f}" for m in MODES)
+            + " ".join(f"{row[m]['rss']:>13.0f} {row[m]['anon']:>14.0f}" for m in columns)
         )
     print("MiB; rss: peak resident (own and mapped cache pages), anon: peak anonymous (own memory only)")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -10,14 +11,22 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 
 
-def run_smoke(script: Path, tmp_path: Path) -> list[str]:
+def run_smoke(script: Path, tmp_path: Path, *extra: str) -> list[str]:
     """The script's output lines in smoke mode, with a fresh cache."""
     out = subprocess.run(
-        [sys.executable, str(script), "--smoke", "--cache-dir", str(tmp_path / "cache")],
+        [sys.executable, str(script), "--smoke", "--cache-dir", str(tmp_path / "cache"), *extra],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
+
+
+def memory_benchmark():
+    """``benchmarks/memory.py`` as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location("memory_benchmark", SCRIPT.with_name("memory.py"))
+    memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory)
+    return memory
 
 
 def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
@@ -54,30 +63,18 @@ def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
 
 
 def test_the_memory_benchmark_runs_in_smoke_mode(tmp_path):
-    lines = run_smoke(SCRIPT.with_name("memory.py"), tmp_path)
-    assert lines[1].split() == [
-        "images",
-        "decoded",
-        "MiB",
-        "resident",
-        "rss",
-        "resident",
-        "anon",
-        "mapped",
-        "rss",
-        "mapped",
-        "anon",
-    ]
+    """With this checkout as its own ``--baseline``: the baseline's run is measured beside the two modes."""
+    lines = run_smoke(SCRIPT.with_name("memory.py"), tmp_path, "--baseline", str(SCRIPT.parents[1]))
+    columns = [f"{m} {k}" for m in ("resident", "mapped", "baseline") for k in ("rss", "anon")]
+    assert lines[1].split() == ["images", "decoded", "MiB", *" ".join(columns).split()]
     n, decoded, *peaks = lines[2].split()
-    assert n == "200" and len(peaks) == 4 and all(float(p) > 0 for p in peaks)
+    assert n == "200" and len(peaks) == 6 and all(float(p) > 0 for p in peaks)
     assert list((tmp_path / "cache" / "images").glob("*/rows-*.npy"))  # the mapped run read cache files
 
 
 def test_the_memory_benchmarks_manifest_reads_from_a_relative_ham_folder(tmp_path, monkeypatch):
     """``--ham ../shared/data/ham10000`` (the README's command) once wrote relative image paths
     that the manifest adapter refuses as leaving the manifest's folder."""
-    import importlib.util
-
     import numpy as np
     import pandas as pd
     from PIL import Image
@@ -92,10 +89,22 @@ def test_the_memory_benchmarks_manifest_reads_from_a_relative_ham_folder(tmp_pat
     pd.DataFrame(
         {"image_id": ids, "lesion_id": ["a", "a", "b", "c"], "dx": ["nv", "nv", "mel", "bkl"]}
     ).to_csv(ham / "HAM10000_metadata.csv", index=False)
-    spec = importlib.util.spec_from_file_location("memory_benchmark", SCRIPT.with_name("memory.py"))
-    memory = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(memory)
+    memory = memory_benchmark()
     monkeypatch.chdir(tmp_path)
     folder = memory.write_manifest(Path("ham"), 3, tmp_path / "work")
     records = load_plugins().registries.datasets.build("manifest", {}, str(folder))
     assert len(records) == 3 and list(records.frame["label"]) == ["nv", "nv", "mel"]
+
+
+def test_a_baseline_without_the_image_memory_option_runs_without_it(tmp_path):
+    memory = memory_benchmark()
+    old = tmp_path / "old"
+    (old / "dermbench" / "cli").mkdir(parents=True)
+    (old / "dermbench" / "__init__.py").write_text("")
+    (old / "dermbench" / "cli" / "__init__.py").write_text("")
+    (old / "dermbench" / "cli" / "__main__.py").write_text("print('usage: dermbench run [--task TASK]')\n")
+    cmd = ["python", "-m", "dermbench.cli", "run", "--image-memory", "resident", "--quiet"]
+    env = memory.baseline_env(old)
+    assert env["PYTHONPATH"].split(":")[0] == str(old)
+    assert memory.baseline_command(cmd, old, env) == ["python", "-m", "dermbench.cli", "run", "--quiet"]
+    assert memory.baseline_command(cmd, SCRIPT.parents[1], memory.baseline_env(SCRIPT.parents[1])) == cmd
