@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from dermbench import __version__
+from dermbench.cli.cache import add_cache_command
 from dermbench.cli.segment import add_segment_command
 from dermbench.errors import ConfigError, DermbenchError
 from dermbench.plugins.contract import CONTRACTS
@@ -292,10 +294,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(text)
         return 0
     record = read_record(args.run)
-    if args.json:
-        print(json.dumps(record, indent=1))
-    else:
-        print(format_record(record, args.run))
+    print(json.dumps(record, indent=1) if args.json else format_record(record, args.run))
     return 0
 
 
@@ -439,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     add_segment_command(sub)
+    add_cache_command(sub)
     p = sub.add_parser("show", help="print a run record as tables")
     p.add_argument("run", help="run folder or record.json")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -494,7 +494,5 @@ def entry() -> None:
     try:
         sys.exit(main())
     except BrokenPipeError:  # `dermbench list ... | head`: the reader left, nothing is wrong
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dermbench.data.cache_files import mark_used
 from dermbench.errors import DataError
 
 CHUNK = 256  # rows streamed at a time when a mapped file is written
@@ -65,6 +66,7 @@ def open_mapped(path: Path, shape: Sequence[int]) -> np.ndarray:
     if not shape[0]:
         return np.zeros(tuple(shape), dtype=np.uint8)
     array = np.load(path, mmap_mode="c")
+    mark_used(path)  # a derived array's time of last use, for `dermbench cache prune`
     if array.shape != tuple(shape) or array.dtype != np.uint8:
         raise DataError(
             f"{path}: holds {array.dtype} {array.shape}, expected uint8 {tuple(shape)}: delete it"
