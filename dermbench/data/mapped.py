@@ -163,10 +163,8 @@ def take(source: np.ndarray, pos: np.ndarray, memory: str) -> np.ndarray:
     splits once, not the dataset and its splits)."""
     if memory == "mapped":
         return gather(source, pos)
-    pos = np.asarray(pos, dtype=np.int64).reshape(-1)
-    if not is_mapped(source) and len(pos) == len(source) and np.array_equal(pos, np.arange(len(source))):
-        return source
-    return np.asarray(source)[pos]  # a base-class view first: the rows are copied once
+    # a base-class view first, so the rows are copied once (not into a memmap, then again)
+    return np.asarray(source)[np.asarray(pos, dtype=np.int64).reshape(-1)]
 
 
 def concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
