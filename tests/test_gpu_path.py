@@ -1,12 +1,18 @@
-"""The device path: torch.compile as a stage option, and the host-to-GPU copy of a batch."""
+"""The device path: torch.compile as a stage option, the host-to-GPU copy of a batch, and the
+memory layout a batch is fed in."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from dermbench.errors import ConfigError
-from dermbench.stages.device import to_float01
+from dermbench.stages.augment import flips
+from dermbench.stages.device import CPU_CHANNELS_LAST_FROM, to_float01, to_model_layout
 from dermbench.testing import run_tiny
 
 
@@ -32,3 +38,36 @@ def test_a_batch_reaches_the_gpu_with_the_values_of_the_host_path():
     on_gpu = to_float01(batch, torch.device("cuda"))
     torch.cuda.synchronize()
     assert torch.equal(on_gpu.cpu(), to_float01(batch, torch.device("cpu")))
+
+
+def _flipped_batch(size: int) -> torch.Tensor:
+    """A batch as the flips augmentation leaves it: every image transposed, so its strides are
+    permuted (neither contiguous NCHW nor channels-last)."""
+    x = to_float01(torch.randint(0, 256, (4, size, size, 3), dtype=torch.uint8), torch.device("cpu"))
+    return flips(x, torch.tensor([[1.0, 1.0, 0.0]] * 4))
+
+
+def test_a_large_cpu_batch_is_fed_channels_last_and_a_small_one_contiguous_with_its_values():
+    large, small = _flipped_batch(CPU_CHANNELS_LAST_FROM), _flipped_batch(CPU_CHANNELS_LAST_FROM // 2)
+    # the state the rule mends: the transposed batch is in neither layout (the slow convolutions)
+    assert not large.is_contiguous() and not large.is_contiguous(memory_format=torch.channels_last)
+    fed_large, fed_small = to_model_layout(large), to_model_layout(small)
+    assert fed_large.is_contiguous(memory_format=torch.channels_last) and not fed_large.is_contiguous()
+    assert fed_small.is_contiguous()
+    assert torch.equal(fed_large, large) and torch.equal(fed_small, small)
+    features = torch.randn(4, 10)
+    assert to_model_layout(features) is features  # not an image batch: left as it is
+
+
+def test_the_layout_benchmark_runs_in_smoke_mode_and_names_the_layout_fed():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "layout.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[2:4]]
+    assert [r[0] for r in rows] == ["16", "32"]
+    for _size, contiguous, channels_last, ratio, fed in rows:
+        assert float(contiguous) > 0 and float(channels_last) > 0
+        assert float(ratio) == pytest.approx(float(channels_last) / float(contiguous), abs=0.06)
+        assert fed == "contiguous"  # below CPU_CHANNELS_LAST_FROM on the CPU

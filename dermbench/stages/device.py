@@ -46,8 +46,22 @@ def to_float01(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
 
 
+# From this side up, a CPU batch is made channels-last: oneDNN's channels-last convolutions trained
+# ResNet-18 faster there (at 160 and 224 px: 12-18% more images/s) and slower below (28-96 px:
+# 3-13% fewer); 128 px was even. Measured by benchmarks/layout.py.
+CPU_CHANNELS_LAST_FROM = 128
+
+
 def to_model_layout(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
+    """A batch in the memory layout its device convolves fastest: channels-last on CUDA and, from
+    ``CPU_CHANNELS_LAST_FROM`` px up, on the CPU; contiguous NCHW on the CPU below that. Flipped
+    and transposed batches arrive in neither layout (their strides are permuted), which the CPU's
+    convolutions treat as the slow case."""
+    if x.dim() != 4:
+        return x
+    if x.device.type == "cuda" or min(x.shape[2], x.shape[3]) >= CPU_CHANNELS_LAST_FROM:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x.contiguous()
 
 
 def input_stats(model: torch.nn.Module | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
