@@ -47,8 +47,8 @@ def to_float01(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 # From this side up, a CPU batch is made channels-last: oneDNN's channels-last convolutions trained
-# ResNet-18 faster there (at 160 and 224 px: 12-18% more images/s) and slower below (28-96 px:
-# 3-13% fewer); 128 px was even. Measured by benchmarks/layout.py.
+# ResNet-18 faster there (160 and 224 px: 13% and 21% more images/s) and slower below (28, 64 and
+# 96 px: 6%, 16% and 5% fewer); 128 px was even. Measured on a 2-core CPU by benchmarks/layout.py.
 CPU_CHANNELS_LAST_FROM = 128
 
 
