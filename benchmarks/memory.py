@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tinycnn")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "dermbench-memory-cache")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "dermbench-memory-work",
+        help="manifests and run folders; the same folder each time keeps the cache keys of its manifests",
+    )
     p.add_argument("--smoke", action="store_true", help="generated images, 200 at 32 px (seconds; for CI)")
     p.add_argument("--baseline", type=Path, help="a checkout of another dermbench version, measured alike")
     args = p.parse_args(argv)
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    work = Path(tempfile.mkdtemp(prefix="dermbench-memory-"))
+    work = args.work_dir
     if args.smoke:
         args.size, counts = 32, [200]
     else:

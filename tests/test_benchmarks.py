@@ -64,12 +64,16 @@ def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
 
 def test_the_memory_benchmark_runs_in_smoke_mode(tmp_path):
     """With this checkout as its own ``--baseline``: the baseline's run is measured beside the two modes."""
-    lines = run_smoke(SCRIPT.with_name("memory.py"), tmp_path, "--baseline", str(SCRIPT.parents[1]))
+    lines = run_smoke(
+        SCRIPT.with_name("memory.py"), tmp_path, "--baseline", str(SCRIPT.parents[1]),
+        "--work-dir", str(tmp_path / "work"),
+    )  # fmt: skip
     columns = [f"{m} {k}" for m in ("resident", "mapped", "baseline") for k in ("rss", "anon")]
     assert lines[1].split() == ["images", "decoded", "MiB", *" ".join(columns).split()]
     n, decoded, *peaks = lines[2].split()
     assert n == "200" and len(peaks) == 6 and all(float(p) > 0 for p in peaks)
     assert list((tmp_path / "cache" / "images").glob("*/rows-*.npy"))  # the mapped run read cache files
+    assert (tmp_path / "work" / "mapped").is_dir()  # its run folders are under --work-dir
 
 
 def test_the_memory_benchmarks_manifest_reads_from_a_relative_ham_folder(tmp_path, monkeypatch):

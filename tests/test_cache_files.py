@@ -83,3 +83,15 @@ def test_the_cache_command_reports_and_prunes(tmp_path, capsys):
     assert not cache_folders(tmp_path)[0].derived
     assert main(["cache", "prune", "--older-than", "-1", "--cache-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "dermbench: error: --older-than must be >= 0 days, got -1"
+
+
+def test_an_unreadable_meta_file_is_named_in_the_report(tmp_path):
+    """A folder whose meta.json is corrupt is reported as such, not as a dataset called '?'."""
+    _prepared(tmp_path)
+    (folder,) = cache_folders(tmp_path)
+    (folder.path / "meta.json").write_text("{not json")
+    (broken,) = cache_folders(tmp_path)
+    assert broken.meta == {} and broken.meta_error.startswith("meta.json unreadable (JSONDecodeError")
+    assert "unknown dataset: meta.json unreadable (JSONDecodeError" in usage_text(tmp_path)
+    (folder.path / "meta.json").write_text("[1, 2]")
+    assert cache_folders(tmp_path)[0].meta_error == "meta.json holds list, not an object"

@@ -55,6 +55,24 @@ def test_a_mapped_file_of_the_wrong_shape_is_an_error_naming_it(tmp_path: Path) 
         M.open_mapped(tmp_path / "a.npy", (5, 2, 2, 3))
 
 
+def test_an_array_pruned_between_the_check_and_the_open_is_written_again(tmp_path, monkeypatch) -> None:
+    """`dermbench cache prune` may remove a derived array after a run saw it there and before the
+    run maps it; the run writes it again instead of failing."""
+    a = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    path = tmp_path / "rows-x.npy"
+    M.write_mapped(path, a.shape, [a])
+    opened = M.open_mapped
+
+    def pruned_first(p, shape):
+        monkeypatch.setattr(M, "open_mapped", opened)  # once: the next open finds the new file
+        Path(p).unlink()
+        return opened(p, shape)
+
+    monkeypatch.setattr(M, "open_mapped", pruned_first)
+    again = M.write_mapped(path, a.shape, [a])
+    assert np.array_equal(again, a) and path.is_file()
+
+
 def test_mapped_cache_returns_the_arrays_of_the_in_memory_cache(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(cache, "SHARD", 16)  # rows spread over several shards
     rec = load_synthetic(SyntheticOptions(n=50, image_size=8, priors={"a": 1, "b": 1}))

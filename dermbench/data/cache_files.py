@@ -10,7 +10,8 @@ over seeds and splits; any of them is written again from the shards in seconds w
 A derived array's modification time is when a run last mapped it (:func:`mark_used`), so
 :func:`prune_derived` removes those no run has used for a while. Shards are never pruned here:
 delete a dataset's folder to decode it again. Removing a file a running process has mapped is safe
-on POSIX systems: the process keeps its pages until it unmaps them.
+on POSIX systems: the process keeps its pages until it unmaps them, and a run that finds an array
+gone between seeing it and mapping it writes it again.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ class CacheFolder:
     derived: tuple[Path, ...]
     derived_bytes: int
     last_used: float  # the newest modification time of its files (seconds since the epoch)
+    meta_error: str = ""  # why meta.json could not be read ("" when it was, or is absent)
 
     def describe(self) -> str:
+        if self.meta_error:
+            return f"unknown dataset: {self.meta_error}"
         what = f"{self.meta.get('dataset', '?')} {self.meta.get('size', '?')} px"
         return f"{what} ({self.meta.get('path') or 'generated'})"
 
@@ -58,11 +62,18 @@ def _size(paths) -> int:
     return sum(p.stat().st_size for p in paths)
 
 
-def _meta(folder: Path) -> dict:
+def _meta(folder: Path) -> tuple[dict, str]:
+    """``meta.json`` of ``folder`` and, when it is there but cannot be read, why."""
+    path = folder / "meta.json"
+    if not path.is_file():
+        return {}, ""
     try:
-        return json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return {}
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return {}, f"{path.name} unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(meta, dict):
+        return {}, f"{path.name} holds {type(meta).__name__}, not an object"
+    return meta, ""
 
 
 def cache_folders(cache_dir: Path) -> list[CacheFolder]:
@@ -72,11 +83,12 @@ def cache_folders(cache_dir: Path) -> list[CacheFolder]:
     for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
         files = [p for p in folder.iterdir() if p.is_file()]
         derived = _derived_files(folder)
+        meta, meta_error = _meta(folder)
         out.append(
             CacheFolder(
-                path=folder, meta=_meta(folder), shard_bytes=_size(folder.glob(SHARD_PATTERN)),
+                path=folder, meta=meta, shard_bytes=_size(folder.glob(SHARD_PATTERN)),
                 derived=derived, derived_bytes=_size(derived),
-                last_used=max((p.stat().st_mtime for p in files), default=0.0),
+                last_used=max((p.stat().st_mtime for p in files), default=0.0), meta_error=meta_error,
             )
         )  # fmt: skip
     return sorted(out, key=lambda f: -f.last_used)
@@ -91,7 +103,10 @@ def prune_derived(cache_dir: Path, older_than_days: float, dry_run: bool = False
     removed = []
     for folder in cache_folders(cache_dir):
         for path in folder.derived:
-            stat = path.stat()
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed since it was listed (another prune)
+                continue
             if stat.st_mtime <= cutoff:
                 if not dry_run:
                     path.unlink(missing_ok=True)

@@ -117,22 +117,33 @@ _PAGES = _PageReleaser()
 def write_mapped(path: Path, shape: Sequence[int], chunks: Iterable[np.ndarray]) -> np.ndarray:
     """``chunks`` (row blocks, in order) written to ``path`` unless it is already there, then mapped."""
     shape = tuple(int(s) for s in shape)
-    if shape[0] and not path.is_file():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    if shape[0] and path.is_file():
         try:
-            written = 0
-            with open(tmp, "wb") as fh:
-                header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-                np.lib.format.write_array_header_2_0(fh, header)
-                for chunk in chunks:
-                    fh.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
-                    written += len(chunk)
-            if written != shape[0]:
-                raise DataError(f"{path}: {written} rows written for an array of {shape[0]}")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            return open_mapped(path, shape)
+        except FileNotFoundError:  # `dermbench cache prune` removed it since: written again below
+            pass
+    if shape[0]:
+        _write_npy(path, shape, chunks)
     return open_mapped(path, shape)
+
+
+def _write_npy(path: Path, shape: tuple[int, ...], chunks: Iterable[np.ndarray]) -> None:
+    """A uint8 ``.npy`` file of ``shape`` from row blocks, written beside ``path`` and renamed onto it
+    (a reader sees the whole file or none; concurrent writers of the same array both succeed)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        written = 0
+        with open(tmp, "wb") as fh:
+            header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_2_0(fh, header)
+            for chunk in chunks:
+                fh.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+                written += len(chunk)
+        if written != shape[0]:
+            raise DataError(f"{path}: {written} rows written for an array of {shape[0]}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _digest(*parts: object) -> str:
