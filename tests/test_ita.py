@@ -220,3 +220,16 @@ def test_a_lesion_mask_replaces_the_ring_with_the_skin_outside_the_lesion() -> N
     assert batch == pytest.approx([_truth(70, 16)] * 2, abs=1.0)
     with pytest.raises(DataError, match=r"lesion masks must have shape \(2, 60, 80\)"):
         ita_for_images(np.stack([img, img]), lesion_masks=mask[None])
+
+
+def test_the_ring_measures_as_a_lesion_mask_of_everything_inside_it() -> None:
+    """Only the ring's pixels are converted on the ring path; the ITA is the general path's, where
+    the 'lesion' is the ring's inside, to the last bit."""
+    rng = np.random.default_rng(3)
+    skins = [_skin(40 + 8 * i, 6 + i, 10 + 2 * i, seed=i) for i in range(4)]
+    imgs = np.stack(skins)
+    imgs[:, 20:40, 25:55] = rng.integers(0, 256, (4, 20, 30, 3), dtype=np.uint8)  # a lesion inside
+    inside = np.broadcast_to(~ring_mask(*imgs.shape[1:3], 0.2), imgs.shape[:3])
+    ring = ita_for_images(imgs, ring=0.2)
+    assert np.isfinite(ring).all()
+    assert np.array_equal(ring, ita_for_images(imgs, lesion_masks=inside))

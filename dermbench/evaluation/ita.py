@@ -146,11 +146,13 @@ def skin_lab(
     The region measured is the border ring, or, given ``lesion_masks`` ((N, H, W) bool, True on the
     lesion), every pixel outside the lesion; the skin rules below apply within it either way."""
     n, h, w = images.shape[:3]
-    if lesion_masks is None:
-        region = np.broadcast_to(ring_mask(h, w, ring).ravel(), (n, h * w))
+    pixels = images.reshape(n, h * w, 3)
+    if lesion_masks is None:  # the same ring in every image: only its pixels are converted
+        pixels = pixels[:, ring_mask(h, w, ring).ravel()]
+        region = np.ones(pixels.shape[:2], dtype=bool)
     else:
         region = ~np.asarray(lesion_masks, dtype=bool).reshape(n, h * w)
-    lab = srgb_to_lab(images.reshape(n, h * w, 3))
+    lab = srgb_to_lab(pixels)
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     plausible = region & (L >= BLACK_L) & (L <= SPECULAR_L)
     hue = np.degrees(np.arctan2(b, a))
