@@ -4,7 +4,8 @@ For one model and batch size, it times the training step (forward, cross-entropy
 on a batch already in memory in each layout, interleaved in a rotated order over ``--repeats``
 rounds, and prints the median images per second of each and which layout dermbench feeds at that
 size on this device (``dermbench.stages.device.to_model_layout``). The CPU side of that rule,
-``CPU_CHANNELS_LAST_FROM``, was set from this script's figures.
+``CPU_CHANNELS_LAST_FROM``, was set from this script's figures; on another CPU,
+``DERMBENCH_CPU_CHANNELS_LAST_FROM=SIDE`` moves it to where this script finds the crossover.
 
     python benchmarks/layout.py --sizes 28,64,96,128,160,224
     python benchmarks/layout.py --smoke      # seconds (CI)

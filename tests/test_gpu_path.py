@@ -12,7 +12,13 @@ import torch
 
 from dermbench.errors import ConfigError
 from dermbench.stages.augment import flips
-from dermbench.stages.device import CPU_CHANNELS_LAST_FROM, to_float01, to_model_layout
+from dermbench.stages.device import (
+    CPU_CHANNELS_LAST_FROM,
+    LAYOUT_ENV,
+    layout_rule,
+    to_float01,
+    to_model_layout,
+)
 from dermbench.testing import run_tiny
 
 
@@ -57,6 +63,33 @@ def test_a_large_cpu_batch_is_fed_channels_last_and_a_small_one_contiguous_with_
     assert torch.equal(fed_large, large) and torch.equal(fed_small, small)
     features = torch.randn(4, 10)
     assert to_model_layout(features) is features  # not an image batch: left as it is
+
+
+def test_the_environment_moves_the_cpu_layout_crossover_and_the_record_says_so(monkeypatch):
+    large, small = _flipped_batch(CPU_CHANNELS_LAST_FROM), _flipped_batch(CPU_CHANNELS_LAST_FROM // 2)
+    assert layout_rule(torch.device("cpu"))["set_by"] == "dermbench"
+    monkeypatch.setenv(LAYOUT_ENV, "0")  # always channels-last
+    assert to_model_layout(small).is_contiguous(memory_format=torch.channels_last)
+    assert layout_rule(torch.device("cpu")) == {
+        "layout": "channels_last from the side below, contiguous NCHW under it",
+        "cpu_channels_last_from_px": 0,
+        "set_by": f"the environment ({LAYOUT_ENV})",
+    }
+    monkeypatch.setenv(LAYOUT_ENV, "100000")  # never
+    assert to_model_layout(large).is_contiguous()
+    monkeypatch.setenv(LAYOUT_ENV, "big")
+    with pytest.raises(ConfigError, match=f"{LAYOUT_ENV}='big': expected a side in pixels"):
+        to_model_layout(large)
+
+
+def test_a_malformed_layout_setting_fails_the_run_before_its_folder_exists(tmp_path, monkeypatch, capsys):
+    from dermbench.cli.main import main
+
+    monkeypatch.setenv(LAYOUT_ENV, "-5")
+    argv = ["run", "--task", "ham7", "--method", "erm", "--profile", "smoke", "--synthetic-n", "60"]
+    assert main([*argv, "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert f"{LAYOUT_ENV}='-5': expected a side in pixels" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "ham7").exists()
 
 
 def test_the_layout_benchmark_runs_in_smoke_mode_and_names_the_layout_fed():

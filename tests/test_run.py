@@ -57,6 +57,7 @@ def test_record_metrics_equal_sklearn_recomputed_from_saved_probabilities(tmp_pa
     assert len({fp[s]["fingerprint"] for s in ("train", "val", "test")}) == 3
     assert record["environment"]["packages"]["torch"]
     assert record["environment"]["host_heap"]["set_by"]  # what fixed the allocator's threshold, if anything
+    assert record["environment"]["memory_layout"]["cpu_channels_last_from_px"] == 128  # the layout rule
     assert record["config"]["seed"] == 0 and record["config"]["model"] == "tinycnn"
 
 

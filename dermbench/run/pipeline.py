@@ -31,7 +31,13 @@ from dermbench.run.scoring import score
 from dermbench.run.slots import check_option_slots
 from dermbench.stages import distributed
 from dermbench.stages.checkpoints import CHECKPOINTS, LAST
-from dermbench.stages.device import describe_input_stats, device_name, pick_device
+from dermbench.stages.device import (
+    cpu_channels_last_from,
+    describe_input_stats,
+    device_name,
+    layout_rule,
+    pick_device,
+)
 from dermbench.stages.host_heap import bound_host_heap
 from dermbench.tasks import Task, resolve_task
 
@@ -86,6 +92,7 @@ def check_run(cfg: RunConfig, task: Task, method: Method, plugins: Plugins) -> N
     check_option_slots(cfg, task, method, plugins.registries)
     if cfg.groups:
         check_groups(task, cfg.groups)
+    cpu_channels_last_from()  # a malformed DERMBENCH_CPU_CHANNELS_LAST_FROM
 
 
 def check_stages(cfg: RunConfig, method: Method, registries: Any) -> None:
@@ -128,6 +135,7 @@ def new_record(
         "environment": {
             **environment(device_name(device), plugins.versions(), distributed.current().world),
             "host_heap": bound_host_heap(),  # glibc's mmap threshold, fixed (dermbench.stages.host_heap)
+            "memory_layout": layout_rule(device),  # the layout batches are fed in (stages.device)
         },
         "data": data.info,
         "history": [],

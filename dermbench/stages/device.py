@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import torch
 
@@ -48,18 +49,47 @@ def to_float01(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 # From this side up, a CPU batch is made channels-last: oneDNN's channels-last convolutions trained
 # ResNet-18 faster there (160 and 224 px: 13% and 21% more images/s) and slower below (28, 64 and
-# 96 px: 6%, 16% and 5% fewer); 128 px was even. Measured on a 2-core CPU by benchmarks/layout.py.
+# 96 px: 6%, 16% and 5% fewer); 128 px was even. Measured on a 2-core CPU by benchmarks/layout.py;
+# another CPU may put the crossover elsewhere: LAYOUT_ENV sets it without a change to the code.
 CPU_CHANNELS_LAST_FROM = 128
+LAYOUT_ENV = "DERMBENCH_CPU_CHANNELS_LAST_FROM"
+
+
+def cpu_channels_last_from() -> int:
+    """The side (px) from which CPU batches are fed channels-last: ``CPU_CHANNELS_LAST_FROM``, or
+    the environment's ``DERMBENCH_CPU_CHANNELS_LAST_FROM`` (0: always; a side above any image's: never)."""
+    raw = os.environ.get(LAYOUT_ENV, "").strip()
+    if not raw:
+        return CPU_CHANNELS_LAST_FROM
+    if not raw.isdigit():
+        raise ConfigError(
+            f"{LAYOUT_ENV}={raw!r}: expected a side in pixels (0: always channels-last; "
+            "a side above any image's: never), or unset for the default"
+        )
+    return int(raw)
+
+
+def layout_rule(device: torch.device) -> dict:
+    """The memory layout batches are fed in on ``device``, for the run record (a convolution's
+    rounding differs between layouts, so the rule is part of what reproduces a run)."""
+    if device.type == "cuda":
+        return {"layout": "channels_last", "set_by": "dermbench (CUDA)"}
+    by_env = bool(os.environ.get(LAYOUT_ENV, "").strip())
+    return {
+        "layout": "channels_last from the side below, contiguous NCHW under it",
+        "cpu_channels_last_from_px": cpu_channels_last_from(),
+        "set_by": f"the environment ({LAYOUT_ENV})" if by_env else "dermbench",
+    }
 
 
 def to_model_layout(x: torch.Tensor) -> torch.Tensor:
     """A batch in the memory layout its device convolves fastest: channels-last on CUDA and, from
-    ``CPU_CHANNELS_LAST_FROM`` px up, on the CPU; contiguous NCHW on the CPU below that. Flipped
+    :func:`cpu_channels_last_from` px up, on the CPU; contiguous NCHW on the CPU below that. Flipped
     and transposed batches arrive in neither layout (their strides are permuted), which the CPU's
     convolutions treat as the slow case."""
     if x.dim() != 4:
         return x
-    if x.device.type == "cuda" or min(x.shape[2], x.shape[3]) >= CPU_CHANNELS_LAST_FROM:
+    if x.device.type == "cuda" or min(x.shape[2], x.shape[3]) >= cpu_channels_last_from():
         return x.contiguous(memory_format=torch.channels_last)
     return x.contiguous()
 
