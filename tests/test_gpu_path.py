@@ -71,15 +71,16 @@ def test_the_environment_moves_the_cpu_layout_crossover_and_the_record_says_so(m
     monkeypatch.setenv(LAYOUT_ENV, "0")  # always channels-last
     assert to_model_layout(small).is_contiguous(memory_format=torch.channels_last)
     assert layout_rule(torch.device("cpu")) == {
-        "layout": "channels_last from the side below, contiguous NCHW under it",
+        "layout": "channels_last from cpu_channels_last_from_px up, contiguous NCHW below",
         "cpu_channels_last_from_px": 0,
         "set_by": f"the environment ({LAYOUT_ENV})",
     }
     monkeypatch.setenv(LAYOUT_ENV, "100000")  # never
     assert to_model_layout(large).is_contiguous()
-    monkeypatch.setenv(LAYOUT_ENV, "big")
-    with pytest.raises(ConfigError, match=f"{LAYOUT_ENV}='big': expected a side in pixels"):
-        to_model_layout(large)
+    for bad in ("big", "\u00b2"):  # a word, and a digit that int() refuses
+        monkeypatch.setenv(LAYOUT_ENV, bad)
+        with pytest.raises(ConfigError, match=f"{LAYOUT_ENV}={bad!r}: expected a side in pixels"):
+            to_model_layout(large)
 
 
 def test_a_malformed_layout_setting_fails_the_run_before_its_folder_exists(tmp_path, monkeypatch, capsys):

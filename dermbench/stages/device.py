@@ -61,7 +61,7 @@ def cpu_channels_last_from() -> int:
     raw = os.environ.get(LAYOUT_ENV, "").strip()
     if not raw:
         return CPU_CHANNELS_LAST_FROM
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ConfigError(
             f"{LAYOUT_ENV}={raw!r}: expected a side in pixels (0: always channels-last; "
             "a side above any image's: never), or unset for the default"
@@ -76,7 +76,7 @@ def layout_rule(device: torch.device) -> dict:
         return {"layout": "channels_last", "set_by": "dermbench (CUDA)"}
     by_env = bool(os.environ.get(LAYOUT_ENV, "").strip())
     return {
-        "layout": "channels_last from the side below, contiguous NCHW under it",
+        "layout": "channels_last from cpu_channels_last_from_px up, contiguous NCHW below",
         "cpu_channels_last_from_px": cpu_channels_last_from(),
         "set_by": f"the environment ({LAYOUT_ENV})" if by_env else "dermbench",
     }
