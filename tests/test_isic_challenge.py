@@ -118,3 +118,25 @@ def test_a_run_scores_isic_test_data_by_the_challenge_set_and_records_what_it_le
     probs = saved[[f"p_{c}" for c in record["task"]["classes"]]].to_numpy()
     again = challenge_report(saved["label"].to_numpy(), probs, record["task"]["classes"])
     assert metrics["challenge"]["balanced_accuracy"] == pytest.approx(again["balanced_accuracy"])
+
+
+def test_the_method_page_shows_the_challenge_metrics_of_the_challenges_split(tmp_path):
+    """The run's page has the challenge block of the ISIC split (its primary score and the macro
+    averages), and none for the synthetic test split, which is no challenge's data."""
+    import re
+
+    from dermbench.leaderboard import build_report
+    from dermbench.leaderboard.generic import cell
+
+    root = isic_folder(tmp_path, "ground_truth.csv")
+    record = run_tiny(tmp_path, task="ham7", test_data={"isic2018": str(root)}, epochs=1, synthetic_n=140)
+    (name,) = [k for k in record["metrics"] if "isic2018" in k]
+    (run_dir,) = [p.parent for p in (tmp_path / "runs").rglob("record.json")]
+    html = build_report(run_dir, tmp_path / "page").read_text()
+    assert 'id="challenge"' in html
+    captions = re.findall(r"<caption>([^<]*challenge&#39;s metrics[^<]*)</caption>", html)
+    assert captions and all(f", {name}: the isic challenge" in c for c in captions)
+    assert not [c for c in captions if ", test: " in c]
+    ours = record["metrics"][name]["challenge"]
+    assert f"<td>balanced_accuracy</td><td>{cell(ours['balanced_accuracy'])}</td>" in html
+    assert f"<td>{cell(ours['macro_average']['auc'])}</td>" in html

@@ -240,6 +240,18 @@ def _draw(
     return images, curve_figs
 
 
+def _challenge_tables(r: Run) -> list[Any]:
+    """Each split that is a challenge's data, scored as that challenge's official scorer scores it
+    (``metrics.<split>.challenge``, from :mod:`dermbench.evaluation.challenge`)."""
+    tables = []
+    for split, m in (r.record.get("metrics") or {}).items():
+        c = m.get("challenge") if isinstance(m, dict) else None
+        if isinstance(c, dict):
+            shown = {k: v for k, v in c.items() if k not in ("name", "undefined")}
+            tables += to_tables(shown, f"{seed_label(r)}, {split}: the {c.get('name')} challenge's metrics")
+    return tables
+
+
 def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
     """What the page shows of one seed's run (its Grad-CAM++ images copied next to the page)."""
     cams, cam_notes = copy_cams(r, page_dir / "cams", f"s{i}")
@@ -261,6 +273,7 @@ def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
         ],
         "undefined": r.test_metrics.get("undefined") or {},
         "flags": r.test_metrics.get("flags") or [],
+        "challenge": _challenge_tables(r),
         "ece": as_number(get_path(r.test_metrics, "calibration.ece")),
         "selective": selective_view.seed_tables(r, seed_label(r)),
         "gate": selective_view.gate_line(r),
