@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from dermbench.hookspecs import hookimpl
 from dermbench.run.record import read_record
 from dermbench.testing import run_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = {"synthetic_n": 200, "image_size": 32, "model": "tinycnn"}
 
@@ -58,6 +61,12 @@ def test_record_metrics_equal_sklearn_recomputed_from_saved_probabilities(tmp_pa
     assert record["environment"]["packages"]["torch"]
     assert record["environment"]["host_heap"]["set_by"]  # what fixed the allocator's threshold, if anything
     assert record["environment"]["memory_layout"]["cpu_channels_last_from_px"] == 128  # the layout rule
+    import torch
+
+    assert record["environment"]["cpu_threads"] == torch.get_num_threads()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    if head.returncode == 0:  # run from this checkout: the record names its commit
+        assert record["environment"]["source"]["commit"] == head.stdout.strip()
     assert record["config"]["seed"] == 0 and record["config"]["model"] == "tinycnn"
 
 
@@ -299,3 +308,22 @@ def test_a_method_predictor_with_tta_fails_before_any_training(tmp_path):
         run_tiny(tmp_path, method="with_tta", plugins=[("p", plugin)], tta="flips")
     record = json.loads(next(tmp_path.rglob("record.json")).read_text())
     assert record["history"] == []
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_source_revision_is_the_checkouts_commit_and_says_when_files_differ(tmp_path):
+    from dermbench.run.record import source_revision
+
+    assert source_revision(tmp_path) is None  # not a checkout
+    pkg = tmp_path / "repo" / "dermbench"
+    (pkg / "run").mkdir(parents=True)
+    (pkg / "run" / "record.py").write_text("x = 1\n")
+    git = ["git", "-C", str(pkg), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(pkg.parent)], check=True)
+    assert source_revision(pkg) is None  # in a repository, but not a tracked copy of dermbench
+    subprocess.run([*git, "add", "run/record.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert source_revision(pkg) == {"commit": commit, "uncommitted_changes": False}
+    (pkg / "run" / "record.py").write_text("x = 2\n")
+    assert source_revision(pkg) == {"commit": commit, "uncommitted_changes": True}

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
@@ -103,14 +104,40 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def source_revision(folder: Path | None = None) -> dict[str, Any] | None:
+    """The git commit of the dermbench checkout that ran (``folder``: the package's own), and
+    whether tracked files differed from it; None for an installed package outside a checkout or
+    where git is not installed. A version number alone does not say which code made a record."""
+    folder = Path(folder or Path(__file__).resolve().parents[1])
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit or git("ls-files", "--error-unmatch", "--", str(folder / "run" / "record.py")) is None:
+        return None  # not a checkout, or a copy installed inside another repository's ignored folder
+    changes = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
+
+
 def environment(device: str, plugin_versions: dict[str, str | None], processes: int = 1) -> dict[str, Any]:
     """Where the run ran; ``processes`` > 1 under torchrun (DistributedDataParallel, docs/cluster.md)."""
+    import torch
+
     out = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,
+        "cpu_threads": torch.get_num_threads(),  # a CPU reduction's rounding depends on it
         "packages": package_versions(),
         "plugins": plugin_versions,
+        "source": source_revision(),
     }
     if processes > 1:
         out["processes"] = processes
