@@ -90,3 +90,54 @@ def test_selective_prediction_on_the_task_and_method_pages(tmp_path):
         assert f"{r['metrics']['val']['selective']['max_softmax']['aurc']:.3f}" in section
         assert f"{r['gate']['ood']['blank']['rejection_rate']:.3f}" in section
     assert 'src="risk_coverage.png"' in section and (entry.parent / "risk_coverage.png").is_file()
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards" / "runs"
+
+
+def test_records_made_before_a_setting_existed_share_an_entry_with_records_at_its_old_value():
+    """The committed sampler runs of paper 002 were made over three days: the oldest lack
+    ``near_duplicates`` and ``image_memory``, the newest give their data as relative paths. Each
+    sampler is one entry of three seeds, not four entries split by settings that changed nothing."""
+    from dermbench.leaderboard.aggregate import build_boards
+    from dermbench.leaderboard.config import LeaderboardConfig
+    from dermbench.leaderboard.records import read_run
+
+    folder = COMMITTED / "ham7-zoo002-samplers-cpu"
+    runs = [read_run(p.parent) for p in folder.rglob("record.json")]
+    configs = [r.record["config"] for r in runs]
+    assert any("near_duplicates" not in c for c in configs) and any("image_memory" in c for c in configs)
+    (board,) = build_boards(runs, LeaderboardConfig(n_boot=20))["ham7"]
+    entries = {e.label: sorted(r.seed for r in e.runs) for e in board.entries}
+    assert entries == {
+        "zoo_squeezenet (sampler=balanced)": [0, 1, 2],
+        "zoo_squeezenet (sampler=smote)": [0, 1, 2],
+    }
+
+
+def test_a_setting_that_changes_results_still_splits_entries(tmp_path):
+    """A later setting away from its old value (near-duplicate grouping on) is a variant; ``image_memory``
+    never is (results are identical either way); out-of-distribution sets are compared by name."""
+    import shutil
+
+    from dermbench.leaderboard.records import read_run
+
+    (src,) = (COMMITTED / "ham7-zoo002-samplers-cpu").rglob("*s1-8dedc9b099/record.json")
+
+    def variant(**config):
+        run_dir = tmp_path / str(len(list(tmp_path.iterdir())))
+        shutil.copytree(src.parent, run_dir)
+        record = json.loads((run_dir / "record.json").read_text())
+        record["config"].update(config)
+        (run_dir / "record.json").write_text(json.dumps(record))
+        return read_run(run_dir).variant_id
+
+    base = variant()
+    assert variant(image_memory="resident") == base
+    assert variant(near_duplicates="group") != base
+    moved = {
+        k: (f"/elsewhere/{k}" if v else v)
+        for k, v in json.loads(src.read_text())["config"]["ood_data"].items()
+    }
+    assert variant(ood_data=moved) == base
+    assert variant(ood_data={"noise": ""}) != base

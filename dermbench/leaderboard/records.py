@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 
 from dermbench.errors import DataError
+from dermbench.run.identity import NON_IDENTITY, as_before
 from dermbench.run.record import RECORD_NAME, SCHEMA, read_record
 
-# Settings that do not change what a run computes, or that a GroupKey already covers.
+# Settings that do not change what a run computes (dermbench.run.identity), or that a GroupKey
+# already covers.
 NOT_VARIANT = (
+    *NON_IDENTITY,
     "seed",
     "task",
     "method",
@@ -31,10 +34,6 @@ NOT_VARIANT = (
     "data",
     "test_data",
     "groups",
-    "device",
-    "out",
-    "cache_dir",
-    "num_workers",
     "skip_bad_images",
     "allow_empty_classes",
 )
@@ -174,8 +173,14 @@ class Run:
 
     @property
     def variant(self) -> dict[str, Any]:
+        """The settings that tell this run's entry from others: a setting added later is left out at
+        the value earlier runs had (a record made before it existed lacks it), and out-of-distribution
+        sets are named, not located (their paths differ between machines, as the data's do)."""
         cfg = self.record.get("config") or {}
-        return {k: v for k, v in cfg.items() if k not in NOT_VARIANT}
+        out = {k: v for k, v in cfg.items() if k not in NOT_VARIANT and not as_before(k, v)}
+        if isinstance(out.get("ood_data"), dict):
+            out["ood_data"] = sorted(out["ood_data"])
+        return out
 
     @property
     def variant_id(self) -> str:

@@ -26,6 +26,7 @@ from dermbench.errors import ConfigError
 from dermbench.gate import check_gate_settings
 from dermbench.plugins.options import build_options
 from dermbench.predict.tta import VIEWS as TTA_VIEWS
+from dermbench.run.identity import NON_IDENTITY, as_before
 from dermbench.stages.augment import POLICIES as AUGMENT_POLICIES
 from dermbench.stages.selection import MODES as SELECT_MODES
 from dermbench.tasks import Task
@@ -100,9 +101,6 @@ class RunConfig:
     num_workers: int = 0
     image_memory: str = "mapped"  # mapped | resident: decoded images read through memory maps, or copied in
 
-    # fields that do not change results, left out of the run's identity
-    NON_IDENTITY = ("device", "out", "cache_dir", "num_workers", "image_memory")
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["data"] = dict(self.data)
@@ -116,38 +114,18 @@ class RunConfig:
         return d
 
     def identity(self) -> dict[str, Any]:
+        """The settings that make what the run computes, paths resolved (``dermbench.run.identity``:
+        how it runs is left out, and settings added later at the value earlier runs had)."""
         d = self.to_dict()
-        for k in self.NON_IDENTITY:
+        for k in NON_IDENTITY:
             d.pop(k, None)
-        d["data"] = {k: str(Path(v).resolve()) for k, v in self.data.items()}
-        d["test_data"] = {k: str(Path(v).resolve()) for k, v in self.test_data.items()}
-        d["pretrain_data"] = {k: str(Path(v).resolve()) for k, v in self.pretrain_data.items()}
-        if not d["pretrain_data"]:
-            del d["pretrain_data"]  # runs made before the setting existed keep their identity
-        if d["chain"]:
-            d["chain"] = [_resolved_chain_item(item) for item in d["chain"]]
-        else:
-            del d["chain"]
-        if d["resize"] == "bilinear":
-            del d["resize"]
-        for key in (
-            "gate",
-            "ood_data",
-            "max_per_class",
-        ):  # runs made before these existed keep their identity
-            if not d[key]:
-                del d[key]
-        if d["near_duplicates"] == "off":
-            del d["near_duplicates"]
-        if tuple(d["split_fractions"]) == (0.7, 0.15, 0.15):
-            del d["split_fractions"]
-        if d.get("ood_data"):
-            d["ood_data"] = {k: str(Path(v).resolve()) if v else "" for k, v in d["ood_data"].items()}
-        if d["split_file"] is None:
-            del d["split_file"]
-        else:
+        for key in ("data", "test_data", "pretrain_data"):
+            d[key] = {k: str(Path(v).resolve()) for k, v in d[key].items()}
+        d["chain"] = [_resolved_chain_item(item) for item in d["chain"]]
+        d["ood_data"] = {k: str(Path(v).resolve()) if v else "" for k, v in d["ood_data"].items()}
+        if d["split_file"] is not None:
             d["split_file"] = str(Path(d["split_file"]).resolve())
-        return d
+        return {k: v for k, v in d.items() if not as_before(k, v)}
 
     def config_hash(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
