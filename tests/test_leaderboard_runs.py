@@ -113,6 +113,13 @@ def test_records_made_before_a_setting_existed_share_an_entry_with_records_at_it
         "zoo_squeezenet (sampler=balanced)": [0, 1, 2],
         "zoo_squeezenet (sampler=smote)": [0, 1, 2],
     }
+    # beside the same SqueezeNet without a sampler ("": the method's own), and ResNet-50's three
+    # seeds of two days (near_duplicates absent, then off) are one entry
+    gated = [read_run(p.parent) for p in (COMMITTED / "ham7-zoo002-gate-cpu").rglob("record.json")]
+    (board,) = build_boards(runs + gated, LeaderboardConfig(n_boot=20))["ham7"]
+    entries = {e.label: sorted(r.seed for r in e.runs) for e in board.entries}
+    assert entries["zoo_squeezenet (sampler=default)"] == [0, 1, 2]
+    assert entries["zoo_resnet50"] == [0, 1, 2]
 
 
 def test_a_setting_that_changes_results_still_splits_entries(tmp_path):

@@ -199,7 +199,8 @@ def _variant_labels(runs_by_variant: dict[str, list[Run]]) -> dict[str, str]:
     flats = {vid: _flat_variant(rs[0]) for vid, rs in runs_by_variant.items()}
     keys = sorted({k for f in flats.values() for k in f})
     differing = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1]
-    return {vid: ", ".join(f"{k}={f.get(k, 'default')}" for k in differing) for vid, f in flats.items()}
+    # a setting absent or empty ("": the method's own, as for --sampler) reads as its default
+    return {vid: ", ".join(f"{k}={f.get(k) or 'default'}" for k in differing) for vid, f in flats.items()}
 
 
 def rank(entries: list[Entry], primary: str) -> list[Entry]:
