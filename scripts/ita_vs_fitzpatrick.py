@@ -25,16 +25,16 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from dermbench.evaluation.ita import ita_for_images, ita_groups
+from dermbench.weights_io import load_tensors
 
 
 def lesion_masks(images: list[np.ndarray], weights: Path) -> list[np.ndarray]:
     """Each image's predicted lesion mask at its own size, from a U-Net run at the size it was trained at."""
-    import torch
 
     from dermbench.segmentation.train import predict_unet
     from dermbench.segmentation.unet import UNet
 
-    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    saved = load_tensors(weights, "--weights")
     model = UNet()
     model.load_state_dict(saved["model"])
     size = int(saved["size"])

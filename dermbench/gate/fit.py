@@ -26,6 +26,7 @@ from dermbench.run.record import write_json_atomic
 from dermbench.stages.augment import augment
 from dermbench.stages.device import to_float01
 from dermbench.stages.encoder_store import encoder_dir, encoder_key, images_fingerprint, locked
+from dermbench.weights_io import load_tensors
 
 KIND = "gate"
 MODEL = "model.pt"
@@ -126,7 +127,7 @@ def fit_or_load_gate(
 def _load(folder: Path, image_size: int, options: GateOptions, device: torch.device) -> torch.nn.Module:
     model = build_gate_model(image_size, options)
     try:
-        model.load_state_dict(torch.load(folder / MODEL, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_tensors(folder / MODEL, "stored gate"))
     except Exception as exc:
         raise ConfigError(
             f"stored gate {folder}: does not fit this run's gate ({type(exc).__name__}: {exc})"

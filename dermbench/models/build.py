@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import timm
-import torch
 from torch import nn
 
 from dermbench.errors import ConfigError
+from dermbench.models.packaged_weights import load_packaged, missing_message, sha256_of, source_for
 from dermbench.models.parts import attach_mlp_head, classifier_module, split_head_options
 from dermbench.plugins.contract import ModelContext
+from dermbench.weights_io import load_tensors
 
 
 def create_timm_model(
@@ -44,20 +45,59 @@ def _create_timm_model(name: str, ctx: ModelContext, head: Any, kwargs: dict[str
         except TypeError as exc:
             raise ConfigError(f"model {name!r}: bad model option(s) {sorted(kwargs)}: {exc}") from None
     if ctx.init == "imagenet":
+        return _imagenet(name, ctx, kwargs)
+    return _from_file(name, ctx, head, kwargs)
+
+
+def _imagenet(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Module:
+    """ImageNet weights: timm's from the Hugging Face cache or hub first, else a registry package's
+    (``dermbench.models.packaged_weights``) when one is installed, else an error saying what to do.
+    Either way ``model.pretrained_cfg["weights"]`` says where the weights came from."""
+    source = source_for(name)
+    hub_error = "not in the Hugging Face cache, and the hub cannot be reached"
+    if hub_weights_reachable(name):
         try:
-            if not hub_weights_reachable(name):
-                raise ConnectionError("not in the Hugging Face cache, and the hub cannot be reached")
-            return timm.create_model(
+            model = timm.create_model(
                 name, pretrained=True, num_classes=ctx.num_classes, in_chans=ctx.in_chans, **kwargs
             )
-        except Exception as exc:  # offline, no cache, or no pretrained tag
-            raise ConfigError(
-                f"cannot load ImageNet weights for {name!r} ({type(exc).__name__}: {exc}). This machine may "
-                f'be offline: on a machine with internet run `python -c "import timm; '
-                f"timm.create_model('{name}', pretrained=True)\"` to fill the Hugging Face cache and copy it "
-                f"here (~/.cache/huggingface), or save the weights to a file and pass --init PATH"
-            ) from None
-    return _from_file(name, ctx, head, kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"model {name!r}: bad model option(s) {sorted(kwargs)}: {exc}") from None
+        except Exception as exc:  # offline after all, or no pretrained tag
+            hub_error = (
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+            )
+        else:
+            cfg = model.pretrained_cfg
+            model.pretrained_cfg = {
+                **cfg,
+                "weights": {"source": "timm hub", "pretrained_cfg": _cfg_name(cfg)},
+            }
+            return model
+    if source is not None and source.path() is not None and ctx.in_chans == 3:
+        model = _create_timm_model(
+            name, ModelContext(ctx.num_classes, ctx.image_size, "random"), None, kwargs
+        )
+        info = load_packaged(model, name, source)
+        model.pretrained_cfg = {**model.pretrained_cfg, "weights": info}
+        return model
+    raise ConfigError(f"{missing_message(name, source)} (timm: {hub_error})")
+
+
+def _cfg_name(cfg: dict[str, Any]) -> str:
+    return f"{cfg.get('architecture')}.{cfg.get('tag')}" if cfg.get("tag") else str(cfg.get("architecture"))
+
+
+def describe_init_weights(model: nn.Module, init: str) -> dict[str, Any]:
+    """What the run record says of the weights a model started from (``resolved.init_weights``)."""
+    if init == "random":
+        return {"source": "random"}
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if isinstance(cfg.get("weights"), dict):
+        return dict(cfg["weights"])
+    if init == "imagenet":
+        return {"source": "model's own", "pretrained_cfg": _cfg_name(cfg) if cfg else None}
+    path = Path(init)
+    return {"source": "file", "file": str(path), "sha256": sha256_of(path) if path.is_file() else None}
 
 
 def hub_weights_reachable(name: str, timeout: float = 3.0) -> bool:
@@ -104,15 +144,7 @@ def _from_file(name: str, ctx: ModelContext, head: Any, kwargs: dict[str, Any]) 
     model = create_timm_model(
         name, ModelContext(ctx.num_classes, ctx.image_size, "random", ctx.in_chans), head, **kwargs
     )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"--init {path}: cannot read this file as weights: {exc}") from None
+    state = load_tensors(path, "--init")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

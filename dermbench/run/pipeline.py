@@ -22,7 +22,7 @@ from dermbench.data.prepare import PreparedData, prepare_data
 from dermbench.errors import ConfigError
 from dermbench.evaluation.audit import audit_run, check_groups, group_values
 from dermbench.evaluation.overfitting import overfitting_report
-from dermbench.models.build import build_run_model
+from dermbench.models.build import build_run_model, describe_init_weights
 from dermbench.plugins import Plugins
 from dermbench.run.config import RunConfig
 from dermbench.run.fitting import FitContext, fit_and_predict, save_final_models, stage_values
@@ -251,7 +251,11 @@ def train_and_score(
     fitted = fit_and_predict(fc, data)
     models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")
     record["artifacts"]["models"] = sorted(str(p.relative_to(run_dir)) for p in models)
-    resolved = {"stages": fc.resolved, "input_normalisation": describe_input_stats(fitted.models[0])}
+    resolved = {
+        "stages": fc.resolved,
+        "input_normalisation": describe_input_stats(fitted.models[0]),
+        "init_weights": describe_init_weights(fitted.models[0], cfg.init),
+    }
     record.update(best_epoch=fitted.best_epoch, history=fitted.history, resolved=resolved)
     record.update(score(fitted.probs, data, task, method, cfg, reg, run_dir))
     if cfg.gate:

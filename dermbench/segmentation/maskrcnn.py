@@ -21,6 +21,7 @@ import torch
 from scipy.ndimage import label as connected_components
 
 from dermbench.errors import ConfigError
+from dermbench.weights_io import load_tensors
 
 NUM_CLASSES = 2  # background, lesion
 
@@ -40,7 +41,7 @@ def build_maskrcnn(min_size: int, init: str | None = None) -> tuple[torch.nn.Mod
                 f"--init {init}: no such weights file; give a Mask R-CNN state dict (e.g. torchvision's "
                 "maskrcnn_resnet50_fpn COCO weights, downloaded elsewhere) or --init random"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path, "--init")
         state = state.get("model", state) if isinstance(state, dict) else state
         own = model.state_dict()
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from dermbench.segmentation.maskrcnn import instances, train_roi_heads_only, union_mask
 from dermbench.segmentation.unet import UNet, dice_bce_loss
 from dermbench.stages.host_heap import bound_host_heap
+from dermbench.weights_io import load_tensors
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def _train(model, opt, loss_of, n: int, settings: TrainSettings, desc: str, prog
     ckpt = Path(settings.checkpoint) if settings.checkpoint else None
     history, start = [], 1
     if ckpt is not None and ckpt.is_file():
-        state = torch.load(ckpt, map_location=settings.device, weights_only=False)
+        state = load_tensors(ckpt, "segmentation checkpoint", map_location=settings.device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])

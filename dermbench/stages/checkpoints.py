@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from dermbench.weights_io import load_tensors
+
 CHECKPOINTS = "checkpoints"  # the folder of a run's checkpoints: <run>/checkpoints[/fold<i>]
 LAST = "last.pt"
 FINAL = "final.pt"
@@ -41,11 +43,11 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=device, weights_only=True)["model"]
+    return load_tensors(path, "checkpoint", map_location=device)["model"]
 
 
 def load_state(path: Path) -> dict[str, Any]:
     """A full ``last.pt`` (with the history and optimiser state). Like every checkpoint dermbench
     reads, it is loaded with ``weights_only=True``: tensors and plain Python values only, never
     arbitrary objects, so a checkpoint cannot run code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_tensors(path, "checkpoint")

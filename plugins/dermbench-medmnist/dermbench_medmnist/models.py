@@ -27,6 +27,7 @@ from dermbench.components import Component
 from dermbench.errors import ConfigError
 from dermbench.plugins.contract import ModelContext
 from dermbench.plugins.options import option
+from dermbench.weights_io import load_tensors
 
 STEMS = ("auto", "cifar", "torchvision")
 NORMALISATION = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
@@ -81,7 +82,6 @@ def build_resnet(arch: str, num_classes: int, image_size: int, stem: str) -> Any
 
 def _factory(arch: str) -> Any:
     def make(options: MedmnistResNetOptions, ctx: ModelContext) -> Any:
-        import torch
 
         if ctx.in_chans != 3:
             raise ConfigError(f"medmnist_{arch}: takes 3-channel images (as_rgb), got {ctx.in_chans}")
@@ -94,7 +94,7 @@ def _factory(arch: str) -> Any:
             path = Path(ctx.init)
             if not path.is_file():
                 raise ConfigError(f"--init {ctx.init}: no such weights file")
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.load_state_dict(load_tensors(path, "--init"))
         return model
 
     return make

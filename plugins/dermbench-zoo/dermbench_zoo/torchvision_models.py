@@ -17,6 +17,7 @@ from typing import Any
 from dermbench.components import Component
 from dermbench.errors import ConfigError
 from dermbench.plugins.contract import ModelContext
+from dermbench.weights_io import load_tensors
 
 MIN_SIZE = {"alexnet": 63, "squeezenet1_1": 17}
 
@@ -75,7 +76,6 @@ class NoModelOptions:
 
 def factory(arch: str) -> Any:
     def make(options: NoModelOptions, ctx: ModelContext) -> Any:
-        import torch
 
         from dermbench.models.build import load_backbone
 
@@ -94,7 +94,7 @@ def factory(arch: str) -> Any:
                 raise ConfigError(
                     f"--init {ctx.init!r}: expected imagenet, random or a weights file that exists"
                 )
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_tensors(path, "--init")
             state = {k if k.startswith("net.") else f"net.{k}": v for k, v in state.items()}
         load_backbone(model, state, f"--init {ctx.init}: cannot load these weights into {arch!r}")
         return model
