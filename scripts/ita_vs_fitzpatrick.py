@@ -25,7 +25,7 @@ from PIL import Image
 from scipy.stats import spearmanr
 
 from dermbench.evaluation.ita import ita_for_images, ita_groups
-from dermbench.weights_io import load_tensors
+from dermbench.models.weights_io import load_tensors
 
 
 def lesion_masks(images: list[np.ndarray], weights: Path) -> list[np.ndarray]:

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from dermbench.errors import ConfigError
+from dermbench.models.weights_io import load_tensors
 from dermbench.plugins.contract import ModelContext
-from dermbench.weights_io import load_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,7 +165,7 @@ def test_the_cli_prints_one_line_for_a_planted_init(planted, tmp_path, capsys):
 
 
 def test_no_other_module_calls_torch_load():
-    """Every load goes through ``dermbench.weights_io``: a new ``torch.load`` elsewhere fails here."""
+    """Every load goes through ``dermbench.models.weights_io``: a new ``torch.load`` elsewhere fails here."""
     sources = [*ROOT.glob("dermbench/**/*.py"), *ROOT.glob("plugins/*/*/**/*.py"), *ROOT.glob("scripts/*.py")]
     offenders = [
         str(path.relative_to(ROOT))

@@ -82,6 +82,7 @@ def format_record(record: dict, run_dir: str | None = None) -> str:
                         *[fmt((record["metrics"][s].get("operating_point") or {}).get(key)) for s in splits],
                     ]
                 )
+        rows += chance_rows(record, splits)
         parts += ["", table(rows, ["metric", *splits])]
         test = record["metrics"].get("test", {})
         per_class = test.get("per_class") or {}
@@ -201,6 +202,22 @@ def _ci(entry: dict) -> str:
     if entry.get("contains_estimate") is False:
         out += " (estimate outside: skewed resamples)"
     return out
+
+
+def chance_rows(record: dict, splits: list[str]) -> list[list[str]]:
+    """The primary metric of each chance rule, beside the model's rows (docs/metrics.md)."""
+    primary = record["task"].get("primary_metric", "macro_f1")
+    rows = []
+    for rule in ("majority", "stratified"):
+        values = []
+        for s in splits:
+            node: Any = ((record["metrics"][s].get("chance") or {}).get(rule)) or {}
+            for part in primary.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            values.append(fmt(node))
+        if any(v != fmt(None) for v in values):
+            rows.append([f"chance {rule}: {primary}", *values])
+    return rows
 
 
 def format_flags(record: dict) -> list[str]:

@@ -22,11 +22,11 @@ import torch
 from dermbench.data.split_data import SplitData
 from dermbench.errors import ConfigError
 from dermbench.gate.autoencoder import GateOptions, build_gate_model, psnr
+from dermbench.models.weights_io import load_tensors
 from dermbench.run.record import write_json_atomic
 from dermbench.stages.augment import augment
 from dermbench.stages.device import to_float01
 from dermbench.stages.encoder_store import encoder_dir, encoder_key, images_fingerprint, locked
-from dermbench.weights_io import load_tensors
 
 KIND = "gate"
 MODEL = "model.pt"

@@ -75,10 +75,20 @@ class Entry:
 
 
 @dataclass
+class ChanceRow:
+    """What a rule that needs no image scores on the group's test split (docs/metrics.md)."""
+
+    label: str
+    values: dict[str, float | None]
+    note: str = ""
+
+
+@dataclass
 class Board:
     key: GroupKey
     columns: list[str]
     entries: list[Entry] = field(default_factory=list)
+    chance: list[ChanceRow] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
@@ -293,7 +303,28 @@ def build_board(key: GroupKey, runs: Sequence[Run], cfg: LeaderboardConfig) -> B
                     f"{len(copies)} more record(s) of the same seed and settings not counted again: {names}"
                 )
             entries.append(e)
-    return Board(key=key, columns=columns, entries=rank(entries, key.primary_metric))
+    return Board(
+        key=key, columns=columns, entries=rank(entries, key.primary_metric), chance=chance_rows(runs, columns)
+    )
+
+
+def chance_rows(runs: Sequence[Run], columns: Sequence[str]) -> list[ChanceRow]:
+    """The group's chance baselines as the records computed them (training class shares, the
+    test split the group shares); a note when the records' training splits give other shares."""
+    from dermbench.evaluation.chance import RULES
+
+    found = [c for r in runs if isinstance(c := r.test_metrics.get("chance"), dict)]
+    if not found:
+        return []
+    first = found[0]
+    differ = any(c.get("class_shares") != first.get("class_shares") for c in found[1:])
+    note = "the entries' training splits differ: shares of the first record" if differ else ""
+    rows = []
+    for rule in RULES:
+        base = first.get(rule) or {}
+        label = f"chance: {rule}" + (f" ({base['class']})" if base.get("class") else "")
+        rows.append(ChanceRow(label, {m: as_number(get_path(base, m)) for m in columns}, note))
+    return rows
 
 
 def one_record_per_seed(runs: list[Run]) -> tuple[list[Run], list[Run]]:

@@ -119,19 +119,24 @@ def probs_of(split: SplitData, task: Any) -> np.ndarray:
 
 # metric sections dermbench added after records were first published: a record that predates one
 # lacks it (nothing to compare), while every number the record does hold is still checked
-NEWER_SECTIONS = ("selective",)
+NEWER_SECTIONS = ("selective", "chance")
+NEWER_FLAGS = {"no_better_than_chance": "chance"}  # flag code -> the section a record has it with
 
 
 def _metrics(record: dict, preds: dict, task: Any, method: Any, cfg: RunConfig, registries: Any) -> list[str]:
-    from dermbench.run.scoring import fit_posthoc, score_split
+    from dermbench.run.scoring import add_chance, fit_posthoc, score_split
 
     if "val" not in preds or "test" not in preds:
         return ["the validation and test predictions are needed to recompute the metrics"]
     steps = fit_posthoc(task, method, cfg, registries, preds["val"], probs_of(preds["val"], task))
+    chance = _chance_setup(record, preds, task)
     problems = []
     for name, split in preds.items():
         again = score_split(split, probs_of(split, task), task, steps, [])
         recorded_split = record["metrics"].get(name) or {}
+        if chance is not None:
+            add_chance(again, split, probs_of(split, task), task, chance, flag=True)
+        problems += _flag_problems(name, recorded_split, again)
         for keys, value in _numbers(again):
             if keys[0] not in recorded_split and keys[0] in NEWER_SECTIONS:
                 continue  # a section added to the metrics after the record was made
@@ -142,6 +147,40 @@ def _metrics(record: dict, preds: dict, task: Any, method: Any, cfg: RunConfig, 
                     f"metric {where} is {recorded!r} in the record, {value!r} from the predictions"
                 )
     return problems
+
+
+def _chance_setup(record: dict, preds: dict, task: Any) -> tuple | None:
+    """The chance rules as the record fitted them: the training class shares it states (checked
+    against the official training split by :func:`_split`) and thresholds refit on validation."""
+    from dermbench.evaluation.chance import RULES, baseline_threshold
+
+    shares = ((record["metrics"].get("test") or {}).get("chance") or {}).get("class_shares")
+    if not isinstance(shares, Mapping) or list(shares) != list(task.classes):
+        return None
+    vector = np.array([float(shares[c]) for c in task.classes])
+    val_y = preds["val"].y
+    thresholds = {
+        r: baseline_threshold(
+            r, vector, val_y, list(task.classes), task.positive_class, task.recall_constraint
+        )
+        for r in RULES
+    }
+    return vector, thresholds
+
+
+def _flag_problems(split: str, recorded: dict, again: dict) -> list[str]:
+    """A flag the predictions raise that the record lacks, or one it claims that they do not."""
+    have = {f.get("code") for f in recorded.get("flags") or [] if isinstance(f, Mapping)}
+    want = {f["code"] for f in again.get("flags") or []}
+    want = {c for c in want if c not in NEWER_FLAGS or NEWER_FLAGS[c] in recorded}
+    out = [
+        f"flag {split}.{c} is raised by the predictions but missing from the record"
+        for c in sorted(want - have)
+    ]
+    out += [
+        f"flag {split}.{c} is in the record but the predictions do not raise it" for c in sorted(have - want)
+    ]
+    return out
 
 
 def _numbers(tree: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], float]]:
@@ -205,8 +244,25 @@ def _split(record: dict, preds: dict, task: Any, cfg: RunConfig, registries: Any
         if not np.array_equal(labels.astype(np.int64), test["y"].to_numpy()):
             problems.append("the test predictions' labels differ from the data's labels")
     train = frame.iloc[idx["train"]]
+    problems += _chance_shares_problems(record, train, task_classes=list(record["task"]["classes"]))
     if set(train["image_id"].astype(str)) & set(got.index) or set(train["group"].astype(str)) & set(
         got["group"].astype(str) if "group" in got else []
     ):
         problems.append("an image or lesion of the training split is among the test predictions")
     return problems
+
+
+def _chance_shares_problems(record: dict, train: pd.DataFrame, task_classes: list[str]) -> list[str]:
+    """The chance rules' class shares must be the official training split's."""
+    from dermbench.evaluation.chance import class_shares
+
+    shares = ((record["metrics"].get("test") or {}).get("chance") or {}).get("class_shares")
+    if shares is None:
+        return []
+    official = class_shares(train["y"].to_numpy(), len(task_classes))
+    stated = [shares.get(c) if isinstance(shares, Mapping) else None for c in task_classes]
+    if any(not isinstance(v, int | float) for v in stated) or not np.allclose(
+        stated, official, atol=TOLERANCE
+    ):
+        return ["metrics.test.chance.class_shares differ from the official training split's class shares"]
+    return []

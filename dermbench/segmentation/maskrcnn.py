@@ -21,7 +21,7 @@ import torch
 from scipy.ndimage import label as connected_components
 
 from dermbench.errors import ConfigError
-from dermbench.weights_io import load_tensors
+from dermbench.models.weights_io import load_tensors
 
 NUM_CLASSES = 2  # background, lesion
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dermbench.models.weights_io import load_tensors
 from dermbench.segmentation.maskrcnn import instances, train_roi_heads_only, union_mask
 from dermbench.segmentation.unet import UNet, dice_bce_loss
 from dermbench.stages.host_heap import bound_host_heap
-from dermbench.weights_io import load_tensors
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from dermbench.weights_io import load_tensors
+from dermbench.models.weights_io import load_tensors
 
 CHECKPOINTS = "checkpoints"  # the folder of a run's checkpoints: <run>/checkpoints[/fold<i>]
 LAST = "last.pt"

@@ -93,7 +93,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
 def load_encoder_into(model: torch.nn.Module, folder: Path) -> None:
     """Copy a stored encoder into ``model``: every weight but the classifier's must be found and fit."""
     from dermbench.models.build import load_backbone
-    from dermbench.weights_io import load_tensors
+    from dermbench.models.weights_io import load_tensors
 
     state = load_tensors(folder / ENCODER, "stored encoder")
     load_backbone(model, state, f"stored encoder {folder}: does not fit model {type(model).__name__}")

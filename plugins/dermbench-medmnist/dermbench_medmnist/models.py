@@ -25,9 +25,9 @@ from typing import Any
 
 from dermbench.components import Component
 from dermbench.errors import ConfigError
+from dermbench.models.weights_io import load_tensors
 from dermbench.plugins.contract import ModelContext
 from dermbench.plugins.options import option
-from dermbench.weights_io import load_tensors
 
 STEMS = ("auto", "cifar", "torchvision")
 NORMALISATION = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}

@@ -16,8 +16,8 @@ from typing import Any
 
 from dermbench.components import Component
 from dermbench.errors import ConfigError
+from dermbench.models.weights_io import load_tensors
 from dermbench.plugins.contract import ModelContext
-from dermbench.weights_io import load_tensors
 
 MIN_SIZE = {"alexnet": 63, "squeezenet1_1": 17}
 
