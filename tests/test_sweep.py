@@ -132,3 +132,21 @@ def test_a_stage_option_another_method_lacks_is_left_out_of_its_runs_and_said(tm
         from dermbench.testing import run_tiny
 
         run_tiny(tmp_path, options={"stage.warm.epochs": 2})
+
+
+@pytest.mark.parametrize(
+    "flags, culprit",
+    [
+        (["--seeds", "0,0"], "--seeds: 0 is given twice"),
+        (["--seeds", "1,2,1"], "--seeds: 1 is given twice"),
+        (["--methods", "erm,erm"], "--methods: 'erm' is given twice"),
+        (["--grid", "lr=1e-3,0.001"], "--grid lr: '0.001' is given twice"),
+        (["--seeds", ","], "--seeds: no seed given"),
+    ],
+)
+def test_a_value_given_twice_is_refused_before_anything_runs(tmp_path, capsys, flags, culprit):
+    """`--seeds 0,0` trained once and reported "2 seeds, +- 0.0000"."""
+    assert main(["sweep", "--profile", "smoke", "--out", str(tmp_path / "runs"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert culprit in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

@@ -113,6 +113,12 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         help="allow a class with no images in a split",
     )
     p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        default=None,
+        help="score an external or OOD set that holds images of the run's splits (the record flags it)",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue an unfinished run from its last checkpoint"
     )
     p.add_argument("--force", action="store_true", help="run again even if a complete record exists")
@@ -125,6 +131,7 @@ def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
     out = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _ in RUN_FLAGS}
     out["skip_bad_images"] = args.skip_bad_images
     out["allow_empty_classes"] = args.allow_empty_classes
+    out["allow_overlap"] = args.allow_overlap
     if args.data:
         out["data"] = parse_assignments(args.data, "--data")
     if args.test_data:
@@ -305,10 +312,10 @@ def cmd_splits_export(args: argparse.Namespace) -> int:
     from dermbench.data.prepare import split_frame
     from dermbench.data.split_file import export_split
     from dermbench.plugins import get_plugins
-    from dermbench.tasks import resolve_task
+    from dermbench.tasks import task_of
 
     cfg = _resolve(args.task, None, args)
-    task = resolve_task(cfg.task, get_plugins().registries.tasks)
+    task = task_of(cfg, get_plugins().registries.tasks)
     frame, idx = split_frame(cfg, task, get_plugins().registries)
     data = dict(cfg.data) or {get_plugins().registries.default_of("datasets"): None}
     about = {"task": task.name, "data": data, "split_seed": cfg.split_seed,

@@ -142,7 +142,9 @@ def format_gate(record: dict) -> list[str]:
     if gate.get("ood"):
         ood = [[name, "yes" if o["synthetic"] else "no", str(o["n"]), fmt(o["rejection_rate"]),
                 *(fmt((o.get("refused_by") or {}).get(k)) for k in ("psnr", "sharpness")),
-                fmt(o["auroc_psnr_test_vs_ood"])] for name, o in gate["ood"].items()]  # fmt: skip
+                fmt(o["auroc_psnr_test_vs_ood"])] for name, o in gate["ood"].items() if "refused" not in o]  # fmt: skip
+        out += [f"out-of-distribution set {name} not scored: {o['refused']}"
+                for name, o in gate["ood"].items() if "refused" in o]  # fmt: skip
         out += [
             "",
             table(

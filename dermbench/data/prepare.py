@@ -26,6 +26,7 @@ from dermbench.data.duplicates import (
     near_duplicate_clusters,
     signatures,
 )
+from dermbench.data.leakage import check_overlap, overlap_counts
 from dermbench.data.mapped import concatenate, take
 from dermbench.data.records import DatasetRecords
 from dermbench.data.split_data import SplitData, concat_splits, with_images
@@ -250,6 +251,7 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
     check_splits(frame, idx, list(task.classes), cfg.allow_empty_classes)
     official = "split" in frame.columns and frame["split"].notna().all()
     splits = {name: _split(name, frame, images, pos, cfg.image_memory) for name, pos in idx.items()}
+    overlap: dict[str, dict] = {}
     for name, path in cfg.test_data.items():
         ext_frame, ext_images, info, synth = _load_source(
             name, path, cfg, task, registries, progress, split=False
@@ -258,6 +260,9 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
         infos.append(info)
         synthetic |= synth
         key = f"external:{name}"
+        counts = overlap_counts(ext_frame, np.asarray(ext_images), name, splits)
+        if check_overlap(f"--test-data {name}={path}", len(ext_frame), counts, cfg.allow_overlap):
+            overlap[key] = counts
         splits[key] = _split(key, ext_frame, ext_images, np.arange(len(ext_frame)), cfg.image_memory)
     unlabelled = load_unlabelled(cfg, registries, splits, infos, progress)
     sources = load_chain(cfg, task, registries, splits, infos, progress)
@@ -270,6 +275,8 @@ def prepare_data(cfg: RunConfig, task: Task, registries: Any, progress: bool = T
     }
     if duplicates is not None:
         info["near_duplicates"] = duplicates
+    if overlap:
+        info["overlap"] = overlap
     return PreparedData(splits=splits, info=info, synthetic=synthetic, unlabelled=unlabelled, sources=sources)
 
 

@@ -157,7 +157,7 @@ def explain_run(
     explainer_options: dict[str, Any] | None = None,
 ) -> dict:
     from dermbench.plugins import get_plugins
-    from dermbench.tasks import resolve_task
+    from dermbench.tasks import task_of
 
     run_dir = Path(run_dir)
     record = _finished_record(run_dir, split)
@@ -165,7 +165,7 @@ def explain_run(
     cfg = build_options(RunConfig, config, where="record config")
     plugins = get_plugins()
     reg = plugins.registries
-    task = resolve_task(cfg.task, reg.tasks)
+    task = task_of(cfg, reg.tasks)
     images = _split_images(cfg, task, reg, record, split, progress)
     preds = pd.read_csv(run_dir / record["predictions"][split])
     model, model_path = _scored_model(run_dir, record, cfg, task, reg)

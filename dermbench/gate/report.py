@@ -121,6 +121,25 @@ def _ood_images(name: str, path: str | None, test_images: torch.Tensor, cfg: Any
     return load_ood_dataset(name, path, cfg, registries, progress)
 
 
+def _ood_overlap(name: str, path: str, images: torch.Tensor, splits: dict, cfg: Any,
+                 report: dict) -> dict[str, Any] | None:  # fmt: skip
+    """An OOD set that holds images of the run's splits is not out of distribution: without
+    ``--allow-overlap`` it is left unscored with the reason (the run's other results stand)."""
+    from dermbench.data.leakage import check_overlap, overlap_counts
+
+    frame = pd.DataFrame(
+        {"image_id": [f"{name}-ood-{i}" for i in range(len(images))], "dataset": f"ood:{name}"}
+    )
+    counts = overlap_counts(frame, images.numpy(), f"ood:{name}", splits)
+    try:
+        found = check_overlap(f"--ood-data {name}={path}", len(images), counts, cfg.allow_overlap)
+    except ConfigError as exc:
+        return {"source": path, "refused": str(exc)}
+    if found:
+        report.setdefault("overlap", {})[name] = found
+    return None
+
+
 def _sharpness_entry(floor: float, options: GateOptions) -> dict[str, Any]:
     if not np.isfinite(floor):
         return {"sharpness_floor": None, "sharpness_source": "off"}
@@ -153,6 +172,9 @@ def run_gate(cfg: Any, task: Any, data: Any, probs: dict[str, np.ndarray], regis
         report["scores"][name] = _save_scores(run_dir, name, split.frame, split_scores[name])
     for name, path in parse_ood(dict(cfg.ood_data)).items():
         images = _ood_images(name, path, splits["test"].images, cfg, registries, progress)
+        if path is not None and (refused := _ood_overlap(name, path, images, splits, cfg, report)):
+            report["ood"][name] = refused
+            continue
         ood = GateScores(psnr_scores(model, images, device), laplacian_variance(images), threshold, floor)
         report["ood"][name] = ood_report(split_scores["test"], ood, synthetic=path is None)
         report["ood"][name]["source"] = "corruption of the test images (synthetic)" if path is None else path

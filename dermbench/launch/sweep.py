@@ -45,6 +45,34 @@ class SweepRequest:
     launcher: str | None = None  # None: the plugins' default launcher (local)
     launcher_options: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("--seeds: no seed given")
+        for flag, values in (("--tasks", self.tasks), ("--methods", self.methods), ("--seeds", self.seeds)):
+            _no_repeats(flag, list(values))
+        for key, values in self.grid.items():
+            _no_repeats(f"--grid {key}", list(values))
+
+
+def _same_value(v: Any) -> Any:
+    """A value as it compares for repeats: ``1``, ``1.0`` and ``1e0`` are one number."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return str(v).strip()
+
+
+def _no_repeats(flag: str, values: list[Any]) -> None:
+    """A value given twice would be one result counted twice (two 'seeds' of one run)."""
+    seen: dict[Any, Any] = {}
+    for v in values:
+        key = _same_value(v)
+        if key in seen:
+            raise ConfigError(
+                f"{flag}: {v!r} is given twice (as {seen[key]!r} and {v!r}); give each value once"
+            )
+        seen[key] = v
+
 
 @dataclass(frozen=True)
 class SweepResult:
@@ -106,7 +134,7 @@ def summarise(
     ):
         values = [seed_cell([resolve_metric(r["metrics"]["test"], c) for r in rs]) for c in cols]
         setting = ", ".join(f"{k}={v}" for k, v in point) or "-"
-        rows.append([task, method, setting, str(len(rs)), *values])
+        rows.append([task, method, setting, str(len({r.get("seed") for r in rs})), *values])
     return ["task", "method", "setting", "seeds", *cols], rows
 
 

@@ -98,10 +98,12 @@ class GroupKey:
     synthetic: bool
     image_size: int | None
     test_fingerprint: str | None
+    task_sha256: str | None = None  # a task named by path whose file is no registered task's
 
     @property
     def slug(self) -> str:
-        blob = json.dumps(self.__dict__, sort_keys=True, default=list)
+        fields = {k: v for k, v in self.__dict__.items() if not (k == "task_sha256" and v is None)}
+        blob = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
     def sort_key(self) -> tuple:
@@ -169,6 +171,7 @@ class Run:
             synthetic=bool(data["synthetic"]),
             image_size=data.get("image_size"),
             test_fingerprint=get_path(data, "splits.test.fingerprint"),
+            task_sha256=(self.record.get("config") or {}).get("task_sha256"),
         )
 
     @property

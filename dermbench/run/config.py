@@ -58,6 +58,8 @@ HARNESS_PROFILES: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class RunConfig:
     task: str = ""  # always set by resolve_config
+    task_file: str | None = None  # the task file of a task named by path (absolute; not identity)
+    task_sha256: str | None = None  # that file's content hash (identity: an edited copy is another task)
     method: str = ""
     profile: str = "quick"
     data: Mapping[str, str] = field(default_factory=dict)  # adapter name -> path; empty = synthetic
@@ -94,6 +96,7 @@ class RunConfig:
     groups: tuple[str, ...] = ()  # subgroup audit columns, e.g. ("ita", "sex", "skin_type")
     skip_bad_images: bool = False
     allow_empty_classes: bool = False
+    allow_overlap: bool = False  # score sets that hold images of the run's splits (flagged)
     options: Mapping[str, Any] = field(default_factory=dict)  # "loss.gamma" -> value
     device: str = "auto"
     out: str = "runs"
@@ -211,6 +214,7 @@ def resolve_config(
     cli_settings = {k: v for k, v in (cli_settings or {}).items() if v is not None}
     profile = cli_settings.get("profile") or file_settings.get("profile") or RunConfig.profile
     merged: dict[str, Any] = {"task": task.name, "method": method.name, "profile": profile}
+    merged.update(task_settings(task))
     merged.update(profile_settings(profile, task, method))
     for level, where in ((file_settings, "config file"), (cli_settings, "config")):
         for k, v in level.items():
@@ -219,11 +223,19 @@ def resolve_config(
             else:
                 merged[k] = v
         merged["task"], merged["method"] = task.name, method.name
+        merged.update(task_settings(task))
         cfg = build_options(
             RunConfig, merged, where=where
         )  # a file's bad value fails even if the CLI overrides it
         validate(cfg)
     return cfg
+
+
+def task_settings(task: Task) -> dict[str, Any]:
+    """Where a task named by path comes from: its file and the file's content hash."""
+    if not task.given_as_file:
+        return {"task_file": None, "task_sha256": None}
+    return {"task_file": task.source_file, "task_sha256": task.sha256}
 
 
 def merge_settings(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

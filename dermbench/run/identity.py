@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 # where and how a run executes: never part of what it computes
-NON_IDENTITY = ("device", "out", "cache_dir", "num_workers", "image_memory")
+NON_IDENTITY = ("device", "out", "cache_dir", "num_workers", "image_memory", "task_file")
 
 
 def _empty(value: Any) -> bool:
@@ -24,6 +24,8 @@ def _empty(value: Any) -> bool:
 # setting -> is this value what runs did before the setting existed?
 LATER_SETTINGS: dict[str, Callable[[Any], bool]] = {
     "pretrain_data": _empty,
+    "allow_overlap": _empty,
+    "task_sha256": lambda v: v is None,  # a registered task, as every run before task files
     "chain": _empty,
     "resize": lambda v: v == "bilinear",
     "gate": _empty,

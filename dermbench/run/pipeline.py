@@ -39,7 +39,7 @@ from dermbench.stages.device import (
     pick_device,
 )
 from dermbench.stages.host_heap import bound_host_heap
-from dermbench.tasks import Task, resolve_task
+from dermbench.tasks import Task, task_of
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -191,7 +191,7 @@ def execute(
 ) -> tuple[dict, Path]:
     """Run ``cfg`` and return its record and run dir. A complete run with the same config is reused."""
     reg = plugins.registries
-    task, method = resolve_task(cfg.task, reg.tasks), reg.methods.get(cfg.method)
+    task, method = task_of(cfg, reg.tasks), reg.methods.get(cfg.method)
     device = pick_device(cfg.device)
     check_run(cfg, task, method, plugins)
     with run_lock(cfg):

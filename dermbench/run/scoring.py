@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dermbench.components import Method, Ref
+from dermbench.data.leakage import overlap_flag
 from dermbench.data.prepare import PreparedData
 from dermbench.data.split_data import SplitData
 from dermbench.evaluation import challenge
@@ -150,6 +151,8 @@ def score(
         metrics[name] = score_split(split, probs[name], task, steps, extra_metrics)
         if chance is not None:
             add_chance(metrics[name], split, probs[name], task, chance, flag=name != "train")
+        if name in data.info.get("overlap", {}):
+            metrics[name].setdefault("flags", []).append(overlap_flag(data.info["overlap"][name]))
         if name != "train":  # training-split metrics are kept; its predictions are not worth the disk
             predictions[name] = save_predictions(run_dir, name, split, probs[name], task)
     return {"metrics": metrics, "predictions": predictions}
