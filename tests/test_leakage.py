@@ -24,7 +24,9 @@ def _ham(shared: Path, dest: Path, rows: pd.DataFrame, rename: bool = False) -> 
     if rename:
         (dest / "images").mkdir()
         for i, image_id in enumerate(rows["image_id"]):
-            shutil.copy(shared / "ham10000" / "images" / f"{image_id}.jpg", dest / "images" / f"COPY_{i:04d}.jpg")
+            shutil.copy(
+                shared / "ham10000" / "images" / f"{image_id}.jpg", dest / "images" / f"COPY_{i:04d}.jpg"
+            )
         rows["image_id"] = [f"COPY_{i:04d}" for i in range(len(rows))]
         rows["lesion_id"] = [f"LCOPY_{i:04d}" for i in range(len(rows))]
     else:
@@ -62,7 +64,9 @@ def test_the_same_ids_are_caught_and_allow_overlap_scores_them_flagged(shared_da
     )
     overlap = record["data"]["overlap"]["external:ham10000"]
     assert overlap["total"] == 20 and sum(c["by_id"] for k, c in overlap.items() if k != "total") == 20
-    (flag,) = [f for f in record["metrics"]["external:ham10000"]["flags"] if f["code"] == "overlaps_run_images"]
+    (flag,) = [
+        f for f in record["metrics"]["external:ham10000"]["flags"] if f["code"] == "overlaps_run_images"
+    ]
     assert flag["message"].startswith("20 images of this set are images of the run's splits")
     assert record["config"]["allow_overlap"] is True
 
@@ -73,7 +77,9 @@ def test_a_set_of_other_images_passes_and_leaves_the_run_id_as_before(shared_dat
     ext = _ham(shared_data, tmp_path / "ext", fresh)
     record = run_tiny(tmp_path, data={"ham10000": str(train)}, test_data={"ham10000": str(ext)}, **FAST)
     assert "overlap" not in record["data"]
-    assert not [f for f in record["metrics"]["external:ham10000"]["flags"] if f["code"] == "overlaps_run_images"]
+    assert not [
+        f for f in record["metrics"]["external:ham10000"]["flags"] if f["code"] == "overlaps_run_images"
+    ]
 
 
 def test_allow_overlap_off_is_not_part_of_a_run_id():

@@ -115,3 +115,46 @@ def test_every_committed_reference_run_verifies(shared_data):
     assert len(folders) >= 31
     failures = {str(f): p for f in folders if (p := verify_run(f, plugins, data))}
     assert failures == {}
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda r: r["environment"]["packages"].update(dermbench="9.9.9"),
+         "environment.packages.dermbench '9.9.9' is no released version"),
+        (lambda r: r["method"].update(plugin="imbalance", plugin_version="99.0"),
+         "method.plugin_version '99.0' is newer than the installed dermbench-imbalance"),
+        (lambda r: r["config"].update(epochs=100), "config.epochs is 100 but stage 'train' ran 1 epochs"),
+        (lambda r: [r["config"].update(epochs=3), r["resolved"]["stages"][0].update(epochs=3)],
+         "the history of stage 'train' has 1 epochs, the stage claims 3"),
+        (lambda r: r["data"]["splits"]["test"].update(n=5000), "data.splits.test.n is 5000, the predictions hold"),
+        (lambda r: r.update(best_epoch=7), "best_epoch 7 is no epoch of the history"),
+        (lambda r: r["environment"].update(source={"commit": "0" * 40, "dirty": False}),
+         "environment.source.commit 000000000000 is not a commit of this checkout"),
+    ],
+    ids=["version", "plugin-version", "epochs", "history", "test-size", "best-epoch", "commit"],
+)  # fmt: skip
+def test_a_record_that_claims_more_than_its_files_show_is_refused(honest, tmp_path, change, problem):
+    folder = _copy(honest, tmp_path)
+    _edit(folder, change)
+    problems = verify_run(folder, make_plugins())
+    assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_predictions_pointed_at_another_run_or_swapped_are_refused(honest, tmp_path):
+    """Predictions pointed at another run's files, with that run's metrics copied in, were accepted."""
+    other = _copy(honest, tmp_path / "other")
+    folder = _copy(honest, tmp_path / "mine")
+    _edit(folder, lambda r: r["predictions"].update(test=f"../../other/{honest.name}/predictions/test.csv"))
+    assert verify_run(folder, make_plugins()) == [
+        f"predictions of test (../../other/{honest.name}/predictions/test.csv) lie outside the run folder"
+    ]
+    swapped = _copy(honest, tmp_path / "swapped")
+    (swapped / "predictions" / "test.csv").write_bytes(
+        (other / "predictions" / "test.csv").read_bytes() + b"\n"
+    )
+    problems = verify_run(swapped, make_plugins())
+    assert (
+        "predictions of test (predictions/test.csv) are not the file the record names (sha256 differs)"
+        in problems
+    )

@@ -57,7 +57,11 @@ def overlap_counts(
             by_lesion = lesions.isin(set(_keys(theirs, "", "group"))).to_numpy()
         held = set(pixel_hashes(split.images.numpy())) if split.images is not None else set()
         by_pixels = hashes.isin(held).to_numpy()
-        counts = {"by_id": int(by_id.sum()), "by_lesion": int(by_lesion.sum()), "by_pixels": int(by_pixels.sum())}
+        counts = {
+            "by_id": int(by_id.sum()),
+            "by_lesion": int(by_lesion.sum()),
+            "by_pixels": int(by_pixels.sum()),
+        }
         if any(counts.values()):
             out[name] = counts
         hit |= by_id | by_lesion | by_pixels
@@ -66,9 +70,7 @@ def overlap_counts(
     return out
 
 
-def check_overlap(
-    what: str, n: int, counts: dict[str, Any], allow: bool
-) -> dict[str, Any] | None:
+def check_overlap(what: str, n: int, counts: dict[str, Any], allow: bool) -> dict[str, Any] | None:
     """The error for a set that holds the run's images, or (``allow``) the counts to record."""
     if not counts:
         return None

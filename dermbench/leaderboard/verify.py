@@ -28,6 +28,7 @@ import pandas as pd
 from dermbench.data.split_data import SplitData
 from dermbench.data.splits import split_fingerprint
 from dermbench.errors import ConfigError, DataError
+from dermbench.leaderboard import claims
 from dermbench.leaderboard.records import check_record
 from dermbench.plugins.options import build_options
 from dermbench.run.config import RunConfig
@@ -63,6 +64,9 @@ def verify_run(run_dir: Path, plugins: Any, data: Mapping[str, str] | None = Non
     if record.get("status") != "complete":
         return [f"status is {record.get('status')!r}, not complete"]
     problems = list(_versions(record))
+    outside = claims.outside_run_folder(record, run_dir)
+    if outside:
+        return [*problems, *outside]  # never read a file the run folder does not hold
     try:
         method = plugins.registries.methods.get(record["method"]["name"])
         cfg = _config(record, data)
@@ -76,7 +80,18 @@ def verify_run(run_dir: Path, plugins: Any, data: Mapping[str, str] | None = Non
         )
     problems += _metrics(record, preds, task, method, cfg, plugins.registries)
     problems += _split(record, preds, task, cfg, plugins.registries)
+    problems += claim_problems(record, run_dir, {s: p.frame for s, p in preds.items()}, list(task.classes))
     return problems
+
+
+def claim_problems(record: dict, run_dir: Path, frames: dict, classes: list[str]) -> list[str]:
+    """What the record claims beside its metrics (:mod:`dermbench.leaderboard.claims`)."""
+    return [
+        *claims.version_problems(record),
+        *claims.split_size_problems(record, frames, classes),
+        *claims.budget_problems(record),
+        *claims.prediction_problems(record, run_dir),
+    ]
 
 
 def _versions(record: dict) -> Iterator[str]:

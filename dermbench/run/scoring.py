@@ -4,6 +4,7 @@ saved prediction files the leaderboard recomputes everything from.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,10 @@ def score(
             metrics[name].setdefault("flags", []).append(overlap_flag(data.info["overlap"][name]))
         if name != "train":  # training-split metrics are kept; its predictions are not worth the disk
             predictions[name] = save_predictions(run_dir, name, split, probs[name], task)
-    return {"metrics": metrics, "predictions": predictions}
+    hashes = {
+        name: hashlib.sha256((run_dir / rel).read_bytes()).hexdigest() for name, rel in predictions.items()
+    }
+    return {"metrics": metrics, "predictions": predictions, "predictions_sha256": hashes}
 
 
 def chance_setup(data: PreparedData, task: Task) -> tuple[np.ndarray, dict[str, float | None]] | None:
