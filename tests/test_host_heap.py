@@ -71,3 +71,16 @@ def test_a_threshold_set_in_the_environment_is_left_alone():
     out = _run("bounded", {ENV: "262144"})
     assert out["info"] == {"mmap_threshold": "262144", "set_by": f"the environment ({ENV})"}
     assert out["growth"] < 10, out  # glibc applied the user's fixed threshold itself
+
+
+def test_the_glibc_policy_leaves_the_threshold_alone_and_a_bad_value_is_one_line(monkeypatch):
+    from dermbench.errors import ConfigError
+    from dermbench.stages import host_heap
+
+    monkeypatch.delenv(host_heap.ENV, raising=False)
+    monkeypatch.setenv(host_heap.POLICY_ENV, "glibc")
+    monkeypatch.setattr(host_heap, "_glibc_mallopt", lambda: pytest.fail("mallopt was called"))
+    assert host_heap.bound_host_heap.__wrapped__()["mmap_threshold"] == "dynamic"
+    monkeypatch.setenv(host_heap.POLICY_ENV, "fast")
+    with pytest.raises(ConfigError, match="DERMBENCH_HOST_HEAP='fast': expected 'glibc'"):
+        host_heap.bound_host_heap.__wrapped__()
