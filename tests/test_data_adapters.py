@@ -78,6 +78,17 @@ def test_ham10000_reads_metadata_and_images_in_official_part_folders(ham_dir: Pa
     assert len(A.load_ham10000(A.Ham10000Options(), str(ham_dir / "HAM10000_metadata.csv"))) == 3
 
 
+@pytest.mark.parametrize("other", ["aug/ISIC_2.jpg", "HAM10000_images_part_1/ISIC_2.png"])
+def test_an_image_found_twice_is_an_error_naming_both_files(ham_dir: Path, other: str) -> None:
+    """With an ``aug/`` folder of same-named files beside the images, the run trained on ``aug/``."""
+    write_image(ham_dir / other, (0, 0, 0))
+    with pytest.raises(DataError) as exc:
+        A.load_ham10000(A.Ham10000Options(), str(ham_dir))
+    text = str(exc.value)
+    assert "line 3: image 'ISIC_2' is found twice" in text and other in text and "\n" not in text
+    assert "HAM10000_images_part_1/ISIC_2.jpg" in text
+
+
 def test_ham10000_errors_name_file_row_and_column(ham_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         A.load_ham10000(A.Ham10000Options(), str(tmp_path / "nowhere"))

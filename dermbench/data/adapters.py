@@ -114,15 +114,29 @@ def numeric(
     return values.astype(float)
 
 
-def index_images(root: Path) -> dict[str, Path]:
-    """File stem -> image path for every image under ``root`` (sub-folders included)."""
-    found: dict[str, Path] = {}
+class ImageIndex(dict):
+    """File stem -> image path, and (``twice``) every stem found more than once with its paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.twice: dict[str, list[Path]] = {}
+
+
+def index_images(root: Path) -> ImageIndex:
+    """File stem -> image path for every image under ``root`` (sub-folders included). A stem found
+    twice (``aug/x.jpg`` beside ``images/x.jpg``, or ``x.jpg`` beside ``x.png``) is kept in
+    ``twice``: :func:`locate` refuses to guess which one a record means."""
+    found = ImageIndex()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             stem, ext = os.path.splitext(name)
             if ext.lower() in IMAGE_EXTS and not name.startswith("."):
-                found.setdefault(stem, Path(dirpath) / name)
+                path = Path(dirpath) / name
+                if stem in found:
+                    found.twice.setdefault(stem, [found[stem]]).append(path)
+                else:
+                    found[stem] = path
     return found
 
 
@@ -139,7 +153,14 @@ def locate(
     0-based data row, when rows were left out, else ``i``), unless ``skip_missing``: then the row
     keeps its expected path and the cache lists it as skipped."""
     paths, missing = [], []
+    twice = getattr(index, "twice", {})
     for i, image_id in enumerate(ids):
+        if image_id in twice:
+            where = " and ".join(str(q.relative_to(root)) if q.is_relative_to(root) else str(q) for q in twice[image_id])
+            raise DataError(
+                f"{csv}: {line(rows[i] if rows is not None else i)}: image {image_id!r} is found twice under {root} "
+                f"({where}); keep one, or name the folder that holds the dataset's own images"
+            )
         p = index.get(image_id)
         if p is None:
             missing.append(i)
