@@ -156,7 +156,9 @@ def locate(
     twice = getattr(index, "twice", {})
     for i, image_id in enumerate(ids):
         if image_id in twice:
-            where = " and ".join(str(q.relative_to(root)) if q.is_relative_to(root) else str(q) for q in twice[image_id])
+            where = " and ".join(
+                str(q.relative_to(root)) if q.is_relative_to(root) else str(q) for q in twice[image_id]
+            )
             raise DataError(
                 f"{csv}: {line(rows[i] if rows is not None else i)}: image {image_id!r} is found twice under {root} "
                 f"({where}); keep one, or name the folder that holds the dataset's own images"

@@ -11,12 +11,17 @@
   the prediction files and the run report (its HTML page and plots) as artifacts; status FINISHED.
 - A sweep: a parent run per task, named ``sweep <sweep_id>`` (found again when the same sweep is
   relaunched), each run of the sweep nested under it (``mlflow.parentRunId``).
+- A process killed mid-run cannot end its MLflow run. Each run and sweep parent is tagged with its
+  host and process id (``dermbench.host``, ``dermbench.pid``); when the next run starts in the same
+  store, every RUNNING run of this host whose process is gone is marked KILLED.
 
 mlflow is imported when the first run starts, never when dermbench starts.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +82,7 @@ class MlflowTracker:
     def start(self, record: dict, resumed: bool) -> Tracked:
         out = str((record.get("config") or {}).get("out") or "runs")
         client = self.client(out)
+        mark_killed(client)
         exp = self.experiment(client, str(record["task"]["name"]), out)
         run_id = str(record["run_id"])
         existing = (
@@ -84,9 +90,11 @@ class MlflowTracker:
         )
         if existing is not None:
             client.update_run(existing, status="RUNNING")
+            for k, v in process_tags().items():
+                client.set_tag(existing, k, v)
             logged = client.get_metric_history(existing, "train_loss")
             return Tracked(client, existing, {m.step for m in logged})
-        tags = run_tags(record)
+        tags = {**run_tags(record), **process_tags()}
         parent = self.parent_for(client, exp, out)
         if parent is not None:
             tags["mlflow.parentRunId"] = parent
@@ -154,10 +162,12 @@ class MlflowTracker:
             found = self.find_run(client, experiment_id, "dermbench.sweep_id", sid, unfinished=False)
             if found is None:
                 found = client.create_run(experiment_id, run_name=f"sweep {sid}",
-                                          tags={"dermbench.sweep_id": sid}).info.run_id  # fmt: skip
+                                          tags={"dermbench.sweep_id": sid, **process_tags()}).info.run_id  # fmt: skip
                 self.log_params(client, found, params_of({k: v for k, v in self.sweep.items() if k != "out"}))
             else:
                 client.update_run(found, status="RUNNING")
+                for k, v in process_tags().items():
+                    client.set_tag(found, k, v)
             self.parents[experiment_id] = found
         return self.parents[experiment_id]
 
@@ -170,6 +180,41 @@ class MlflowTracker:
             client.log_metric(parent, "runs_failed", float(len(failures)))
             client.set_terminated(parent, status="FAILED" if failures else "FINISHED")
         self.sweep, self.parents = None, {}
+
+
+def process_tags() -> dict[str, str]:
+    """Which process runs a tracked run, so that a later process can tell that it died."""
+    return {"dermbench.host": socket.gethostname(), "dermbench.pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def mark_killed(client: Any) -> list[str]:
+    """Mark KILLED every RUNNING run of this host whose process is gone; their MLflow ids."""
+    host, killed = socket.gethostname(), []
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return killed
+    for run in client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        pid = tags.get("dermbench.pid", "")
+        if (
+            tags.get("dermbench.host") == host
+            and pid.isdigit()
+            and int(pid) != os.getpid()
+            and not _alive(int(pid))
+        ):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            killed.append(run.info.run_id)
+    return killed
 
 
 def _now_ms() -> int:

@@ -97,6 +97,25 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run(tmp_path):
     assert [m.value for m in history] == [pytest.approx(r["val_loss"]) for r in record["history"]]
 
 
+def test_a_run_whose_process_died_is_marked_killed_when_the_next_run_starts(tmp_path):
+    """After a kill the MLflow run stayed RUNNING for ever."""
+    import subprocess
+
+    killer = type("killer", (), {"dermbench_epoch_end": staticmethod(dermbench_epoch_end)})
+    with pytest.raises(Killed):
+        run_tiny(tmp_path, plugins=[*PLUGINS, ("killer", killer)], **SMALL)
+    client = client_for(tmp_path / "runs")
+    (dead,) = runs_of(client)
+    assert dead.info.status == "RUNNING" and dead.data.tags["dermbench.pid"]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    client.set_tag(dead.info.run_id, "dermbench.pid", str(gone.pid))  # as if its process had been killed
+    plugin._STATE["mlflow"].clear()  # and the next run came from a new process, which knows nothing of it
+    run_tiny(tmp_path, plugins=PLUGINS, seed=1, **SMALL)
+    status = {r.info.run_id: r.info.status for r in runs_of(client)}
+    assert status[dead.info.run_id] == "KILLED" and sorted(status.values()) == ["FINISHED", "KILLED"]
+
+
 def test_a_sweep_is_a_parent_run_with_its_runs_nested(tmp_path):
     settings = {"profile": "smoke", "model": "tinycnn", "synthetic_n": 120, "epochs": 1,
                 "out": str(tmp_path / "runs"), "cache_dir": str(tmp_path / "c")}  # fmt: skip
