@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from dermbench.plugins.options import ascii_float
+
 
 def add_cache_command(sub: Any) -> None:
     p = sub.add_parser("cache", help="what the decoded-image cache holds; `cache prune` frees derived arrays")
@@ -15,7 +17,7 @@ def add_cache_command(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--cache-dir", help="default $DERMBENCH_CACHE or ~/.cache/dermbench")
     p.add_argument(
-        "--older-than", type=float, default=7.0, metavar="DAYS",
+        "--older-than", type=ascii_float, default=7.0, metavar="DAYS",
         help="prune: derived arrays no run has mapped for this many days (default 7; 0: all)",
     )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="prune: list what would be removed")

@@ -17,23 +17,24 @@ from typing import Any
 from dermbench import __version__
 from dermbench.cli.cache import add_cache_command
 from dermbench.cli.segment import add_segment_command
-from dermbench.errors import ConfigError, DermbenchError
+from dermbench.errors import ConfigError
 from dermbench.plugins.contract import CONTRACTS
+from dermbench.plugins.options import ascii_float, ascii_int
 
 RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--profile", {"help": "smoke | quick (default) | uniform | paper"}),
-    ("--seed", {"type": int, "help": "training seed (default 0)"}),
-    ("--split-seed", {"type": int, "help": "split seed, fixed across training seeds (default 0)"}),
+    ("--seed", {"type": ascii_int, "help": "training seed (default 0)"}),
+    ("--split-seed", {"type": ascii_int, "help": "split seed, fixed across training seeds (default 0)"}),
     ("--model", {"help": "a registered model or any timm model name, e.g. resnet18"}),
     ("--init", {"help": "imagenet | random | PATH to a weights file"}),
-    ("--image-size", {"type": int}),
-    ("--epochs", {"type": int}),
-    ("--batch-size", {"type": int}),
-    ("--lr", {"type": float, "help": "learning rate (default: the method's)"}),
-    ("--weight-decay", {"type": float}),
+    ("--image-size", {"type": ascii_int}),
+    ("--epochs", {"type": ascii_int}),
+    ("--batch-size", {"type": ascii_int}),
+    ("--lr", {"type": ascii_float, "help": "learning rate (default: the method's)"}),
+    ("--weight-decay", {"type": ascii_float}),
     (
         "--early-stopping",
-        {"type": int, "metavar": "PATIENCE", "help": "stop after PATIENCE epochs without improvement"},
+        {"type": ascii_int, "metavar": "PATIENCE", "help": "stop after PATIENCE epochs without improvement"},
     ),
     (
         "--select",
@@ -44,7 +45,7 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--split-fractions", {"help": "train,val,test shares of the seeded split (default 0.7,0.15,0.15)"}),
     (
         "--max-per-class",
-        {"type": int, "help": "at most this many images of each class enter the split (0: all)"},
+        {"type": ascii_int, "help": "at most this many images of each class enter the split (0: all)"},
     ),
     (
         "--near-duplicates",
@@ -54,7 +55,7 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("--gate", {"help": "an image-quality gate in front of the predictions: autoencoder (docs/gate.md)"}),
     ("--sampler", {"help": "training sampler, e.g. balanced (default: the method's, else shuffling)"}),
-    ("--synthetic-n", {"type": int, "help": "images in the built-in synthetic sample"}),
+    ("--synthetic-n", {"type": ascii_int, "help": "images in the built-in synthetic sample"}),
     (
         "--ensemble",
         {"help": "none | cvK: K-fold cross-validation ensemble over the training split (e.g. cv3)"},
@@ -248,8 +249,12 @@ def sweep_request(args: argparse.Namespace) -> Any:
     from dermbench.launch.sweep import SweepRequest
     from dermbench.run.config import read_config_file
 
+    if args.seed is not None:
+        raise ConfigError(
+            f"--seed {args.seed}: a sweep's seeds are --seeds (comma-separated); --seed would be ignored"
+        )
     try:
-        seeds = tuple(int(s) for s in _split_list(args.seeds))
+        seeds = tuple(ascii_int(s) for s in _split_list(args.seeds))
     except ValueError:
         raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     return SweepRequest(
@@ -409,7 +414,10 @@ def _add_author_commands(sub: Any) -> None:
     _add_run_flags(e)
     e.add_argument("--task", help="task name or .toml file")
     e.add_argument(
-        "--folds", type=int, default=0, help="also write the K-fold CV fold of each training image (cvK)"
+        "--folds",
+        type=ascii_int,
+        default=0,
+        help="also write the K-fold CV fold of each training image (cvK)",
     )
     e.add_argument("--to", dest="out_file", required=True, metavar="FILE.csv", help="the split file to write")
     e.set_defaults(func=cmd_splits_export)
@@ -425,6 +433,11 @@ def _add_author_commands(sub: Any) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="dermbench", description="Benchmark dermatology image classifiers.")
     parser.add_argument("--version", action="version", version=f"dermbench {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (anywhere on the line; or DERMBENCH_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="train and score one method on one task")
@@ -453,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="Grad-CAM++ overlays and false-negative analysis for a finished run")
     p.add_argument("run", help="run folder")
-    p.add_argument("--n", type=int, default=8, help="overlays per category (tp, fp, fn, tn)")
+    p.add_argument("--n", type=ascii_int, default=8, help="overlays per category (tp, fp, fn, tn)")
     p.add_argument("--split", default="test", help="split to explain (default test)")
     p.add_argument("--explainer", help="a registered explainer (default: the plugins' default, gradcampp)")
     p.add_argument("--quiet", action="store_true")
@@ -481,20 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; every error a user's input or machine can cause is one line (``--debug``
+    anywhere, or ``DERMBENCH_DEBUG=1``, shows the traceback): :mod:`dermbench.cli.boundary`."""
+    from dermbench.cli.boundary import guarded, split_debug
+
+    argv, debug = split_debug(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and getattr(args, "func", None) is cmd_list and args.pattern is None and len(extra) == 1:
         args.pattern = extra[0]  # `list losses -v cb_*`: the pattern after the flag
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return int(args.func(args) or 0)
-    except DermbenchError as exc:
-        print(f"dermbench: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dermbench: interrupted; what was written is kept (continue with --resume)", file=sys.stderr)
-        return 130
+    return guarded(lambda: int(args.func(args) or 0), debug)
 
 
 def entry() -> None:

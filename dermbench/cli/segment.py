@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from dermbench.plugins.options import ascii_float, ascii_int
+
 
 def add_segment_command(sub: Any) -> None:
     p = sub.add_parser(
@@ -24,20 +26,22 @@ def add_segment_command(sub: Any) -> None:
         default="",
         help="isic2018_task1=PATH | ham10000=IMAGES_PATH,MASKS_PATH; without it, SYNTHETIC composites",
     )
-    p.add_argument("--composites", type=int, default=1000, help="synthetic composites made without --masks")
+    p.add_argument(
+        "--composites", type=ascii_int, default=1000, help="synthetic composites made without --masks"
+    )
     p.add_argument(
         "--backgrounds", default="", help="a HAM10000 folder whose photographs give the composites' skin"
     )
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=ascii_int, default=64)
     p.add_argument(
         "--epochs",
-        type=int,
+        type=ascii_int,
         default=None,
         help="default: the segmenter's (U-Net 10; Mask R-CNN 5, paper 002)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=ascii_int, default=16)
     p.add_argument(
-        "--lr", type=float, default=None, help="default 1e-3 (U-Net, Adam) / 5e-3 (Mask R-CNN, SGD)"
+        "--lr", type=ascii_float, default=None, help="default 1e-3 (U-Net, Adam) / 5e-3 (Mask R-CNN, SGD)"
     )
     p.add_argument("--init", default="random", help="Mask R-CNN weights file, or random")
     p.add_argument(
@@ -45,10 +49,10 @@ def add_segment_command(sub: Any) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished epoch")
     p.add_argument("--force", action="store_true", help="run again a run that is complete or was killed")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=ascii_int, default=0)
     p.add_argument("--seeds", default="", help="comma-separated training seeds, one run each (e.g. 0,1,2)")
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--split-seed", type=ascii_int, default=0)
+    p.add_argument("--n-boot", type=ascii_int, default=1000)
     p.add_argument("--out", default="runs")
     p.add_argument("--save-model", default="", help="also write the trained weights here (a state dict)")
     p.add_argument(

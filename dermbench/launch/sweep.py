@@ -310,6 +310,8 @@ def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = pri
     launcher = build_launcher(request, plugins, log)
     progress = SweepProgress(len(runs), log)
     planned = _prepare_jobs(request, plugins, runs, progress, log)
+    if planned.failures and not planned.jobs and not planned.done:
+        raise ConfigError(planned.failures[0][1])  # no run could be configured: the input is wrong
     sweep = sweep_info(request, runs)
     plugins.sweep_start(sweep)
     for outcome in launcher.launch(planned.jobs, progress) if planned.jobs else []:

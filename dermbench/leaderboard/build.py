@@ -108,6 +108,8 @@ def build_site(results: Path, out: Path, config: Path | None = None) -> Path:
     res, site = results.resolve(), out.resolve()
     if site == res or res in site.parents or site in res.parents:
         raise DataError(f"--out {out} and the results folder {results} overlap: build the site elsewhere")
+    if not loaded.runs and not loaded.skipped and not load_segmentation_records(results):
+        raise DataError(f"results folder {results}: no run record under it (record.json): nothing to build")
     boards = build_boards(loaded.runs, cfg)
     prepare_out(out)
     env = environment()

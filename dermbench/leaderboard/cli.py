@@ -35,6 +35,10 @@ def cmd_leaderboard_verify(args: argparse.Namespace) -> int:
     data = parse_assignments(args.data, "--data")
     plugins, failed = get_plugins(), 0
     folders = record_folders([Path(p) for p in args.dirs])
+    if not folders:
+        from dermbench.errors import DataError
+
+        raise DataError(f"no run folder (record.json) under {', '.join(args.dirs)}: nothing to verify")
     for folder in folders:
         problems = verify_run(folder, plugins, data)
         failed += bool(problems)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -158,6 +159,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p}: cannot be read ({type(exc).__name__}: {exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p}: {exc}") from None
     unknown = sorted(set(data) - FIELDS)
@@ -185,6 +188,10 @@ def parse_assignments(items: list[str] | None, what: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{what}: expected NAME=VALUE, got {item!r}")
+        if key.strip() in out:
+            raise ConfigError(
+                f"{what}: {key.strip()!r} is given twice ({out[key.strip()]!r} and {value.strip()!r}); give it once"
+            )
         out[key.strip()] = value.strip()
     return out
 
@@ -264,6 +271,32 @@ def resolve_run(
     return resolve_config(task, method, file_settings, cli_settings)
 
 
+# setting -> (lowest, highest) allowed, None for no bound; None values (the method's default) pass
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "seed": (0, 2**32 - 1),
+    "split_seed": (0, 2**32 - 1),
+    "lr": (1e-12, 10.0),
+    "weight_decay": (0.0, 10.0),
+    "early_stopping": (1, 100_000),
+    "max_per_class": (0, 100_000_000),
+    "synthetic_n": (1, 1_000_000),
+    "batch_size": (1, 65_536),
+    "epochs": (1, 100_000),
+    "num_workers": (0, 256),
+}
+
+
+def check_ranges(cfg: RunConfig) -> None:
+    """Every numeric setting inside its range (a learning rate of 0 or 1e9 is a typo, not a run)."""
+    for name, (low, high) in RANGES.items():
+        value = getattr(cfg, name)
+        if value is None:
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"between {low:,} and {high:,}" if high is not None else f">= {low:,}"
+            raise ConfigError(f"{name} must be {span}, got {value!r}")
+
+
 def validate(cfg: RunConfig) -> None:
     if not 16 <= cfg.image_size <= MAX_IMAGE_SIZE:
         raise ConfigError(f"image_size must be between 16 and {MAX_IMAGE_SIZE} px, got {cfg.image_size}")
@@ -290,6 +323,11 @@ def validate(cfg: RunConfig) -> None:
         )
     if cfg.max_per_class < 0:
         raise ConfigError(f"max_per_class must be >= 0, got {cfg.max_per_class}")
+    check_ranges(cfg)
+    if not re.fullmatch(r"none|cv([2-9]|[1-9][0-9]+)", cfg.ensemble):
+        raise ConfigError(f"--ensemble must be none or cvK with K >= 2 (e.g. cv3), got {cfg.ensemble!r}")
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?|mps", cfg.device):
+        raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     for key in cfg.options:
         if "." not in key:
             raise ConfigError(f"option {key!r}: expected SLOT.NAME, e.g. loss.gamma or optimizer.lr")

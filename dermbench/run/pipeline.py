@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,9 +91,53 @@ def check_run(cfg: RunConfig, task: Task, method: Method, plugins: Plugins) -> N
     build_run_model(cfg, task, plugins.registries)  # a bad model, option or weights
     check_stages(cfg, method, plugins.registries)
     check_option_slots(cfg, task, method, plugins.registries)
+    if cfg.sampler:
+        plugins.registries.samplers.get(cfg.sampler)  # an unknown sampler, before any folder
     if cfg.groups:
         check_groups(task, cfg.groups)
     cpu_channels_last_from()  # a malformed DERMBENCH_CPU_CHANNELS_LAST_FROM
+    check_paths(cfg)
+
+
+def check_paths(cfg: RunConfig) -> None:
+    """What the run reads exists as the right kind, what it writes can be made, before any work."""
+    writable_folder(cfg.out, "--out")
+    if cfg.cache_dir:
+        writable_folder(cfg.cache_dir, "--cache-dir")
+    if cfg.split_file and not Path(cfg.split_file).is_file():
+        raise ConfigError(
+            f"--split-file {cfg.split_file}: "
+            + ("a folder, not a file" if Path(cfg.split_file).is_dir() else "no such file")
+        )
+    seen: dict[str, str] = {}
+    for flag, named in (
+        ("--data", cfg.data),
+        ("--test-data", cfg.test_data),
+        ("--pretrain-data", cfg.pretrain_data),
+    ):
+        for name, path in named.items():
+            if not Path(path).exists():
+                raise ConfigError(f"{flag} {name}={path}: no such file or folder")
+            key = str(Path(path).resolve())
+            if key in seen:
+                raise ConfigError(
+                    f"{flag} {name}={path}: the same data as {seen[key]}; name each dataset once"
+                )
+            seen[key] = f"{flag} {name}={path}"
+
+
+def writable_folder(path: str, flag: str) -> None:
+    """``path`` is a folder this process can write, or one it can create."""
+    p = Path(path)
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{flag} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {probe} cannot be written by this user")
 
 
 def check_stages(cfg: RunConfig, method: Method, registries: Any) -> None:
