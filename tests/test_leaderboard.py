@@ -463,11 +463,12 @@ def test_leaderboard_config_in_repo_is_valid():
     assert cfg.columns("ham7", "macro_f1", False)[0] == "macro_f1"
 
 
-def test_empty_results_folder_builds_an_empty_site(tmp_path):
+def test_an_empty_results_folder_is_an_error_and_builds_nothing(tmp_path):
+    """An empty result is not a success: a site over a folder with no record said nothing was wrong."""
     (tmp_path / "runs").mkdir()
-    index = build_site(tmp_path / "runs", tmp_path / "site")
-    assert "No complete run records were found" in index.read_text()
-    shutil.rmtree(tmp_path / "site")
+    with pytest.raises(DataError, match="no run record under it"):
+        build_site(tmp_path / "runs", tmp_path / "site")
+    assert not (tmp_path / "site").exists()
 
 
 def test_report_of_a_run_still_in_progress(tmp_path):

@@ -6,7 +6,8 @@ import statistics
 
 import pytest
 
-from dermbench.cli.main import main, parse_grid
+from dermbench.cli.main import main
+from dermbench.cli.sweep_args import parse_grid
 from dermbench.errors import ConfigError
 from dermbench.launch.sweep import grid_points
 

@@ -17,6 +17,7 @@ from typing import Any
 from dermbench import __version__
 from dermbench.cli.cache import add_cache_command
 from dermbench.cli.segment import add_segment_command
+from dermbench.cli.sweep_args import add_launcher_flags, sweep_request
 from dermbench.errors import ConfigError
 from dermbench.plugins.contract import CONTRACTS
 from dermbench.plugins.options import ascii_float, ascii_int
@@ -191,88 +192,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_grid(items: list[str] | None) -> dict[str, list[str]]:
-    """``["beta=0.5,1.0", "lr=1e-4"]`` -> ``{"loss.beta": [...], "lr": [...]}``.
-
-    A bare name that is not a run setting is taken as a loss option, the common case.
-    ``alpha+beta=0.5,1.0`` ties keys: both take 0.5, then both 1.0.
-    """
-    from dermbench.run.config import FIELDS, parse_assignments
-
-    def canonical(name: str) -> str:
-        name = name.strip().replace("-", "_")
-        return name if name in FIELDS or "." in name else f"loss.{name}"
-
-    grid: dict[str, list[str]] = {}
-    for key, values in parse_assignments(items, "--grid").items():
-        k = "+".join(canonical(part) for part in key.split("+"))  # a+b: both take each value together
-        grid[k] = [v.strip() for v in values.split(",") if v.strip()]
-        if not grid[k]:
-            raise ConfigError(f"--grid {key}: no values")
-    return grid
-
-
-LAUNCHER_FLAGS = (
-    ("--address", "ray: a running cluster (host:port, ray://host:port, auto); default: a local Ray"),
-    ("--cpus-per-run", "ray, submitit: CPUs of each run"),
-    ("--gpus-per-run", "ray: GPUs of each run (fractions pack runs on a GPU); submitit: of each task"),
-    ("--retries", "ray, submitit: times a run whose worker died is tried again (default 2)"),
-    ("--partition", "submitit: SLURM partition"),
-    ("--timeout-min", "submitit: time limit of each array task in minutes (default 60)"),
-    ("--array-parallelism", "submitit: array tasks at once (default 16)"),
-    ("--runs-per-task", "submitit: runs in each array task, one after another (default 1)"),
-    ("--cluster", "submitit: slurm, local or debug (default: slurm where sbatch is, else local)"),
-)
-
-
-def _add_launcher_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("launcher (docs/cluster.md)")
-    g.add_argument(
-        "--launcher", help="local (default: one after another here) | ray | submitit, or a plugin's"
-    )
-    for flag, text in LAUNCHER_FLAGS:  # strings: the launcher's typed options parse them
-        g.add_argument(flag, default=None, help=text)
-
-
-def launcher_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The launcher flags given, as options of the chosen launcher (``--timeout-min`` -> ``timeout_min``)."""
-    names = [flag[2:].replace("-", "_") for flag, _ in LAUNCHER_FLAGS]
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-
-
-def _split_list(s: str | None) -> tuple[str, ...]:
-    return tuple(x.strip() for x in (s or "").split(",") if x.strip())
-
-
-def sweep_request(args: argparse.Namespace) -> Any:
-    """The typed sweep request the ``sweep`` flags describe."""
-    from dermbench.launch.sweep import SweepRequest
-    from dermbench.run.config import read_config_file
-
-    if args.seed is not None:
-        raise ConfigError(
-            f"--seed {args.seed}: a sweep's seeds are --seeds (comma-separated); --seed would be ignored"
-        )
-    try:
-        seeds = tuple(ascii_int(s) for s in _split_list(args.seeds))
-    except ValueError:
-        raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    return SweepRequest(
-        tasks=_split_list(args.tasks),
-        methods=_split_list(args.methods),
-        seeds=seeds,
-        grid=parse_grid(args.grid),
-        preset=args.preset,
-        settings=_cli_settings(args),
-        file_settings=read_config_file(args.config) if args.config else {},
-        force=args.force,
-        quiet=args.quiet,
-        summary_csv=args.summary_csv,
-        launcher=args.launcher,
-        launcher_options=launcher_options(args),
-    )
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from dermbench.cli.textreport import table
     from dermbench.launch.sweep import run_sweep
@@ -430,16 +349,7 @@ def _add_author_commands(sub: Any) -> None:
     n.set_defaults(func=cmd_plugin_new)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="dermbench", description="Benchmark dermatology image classifiers.")
-    parser.add_argument("--version", action="version", version=f"dermbench {__version__}")
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="show the traceback of an error (anywhere on the line; or DERMBENCH_DEBUG=1)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train and score one method on one task")
     p.add_argument("--task", help="task name or a task .toml file (default ham7)")
     p.add_argument("--method", help="method name (default erm)")
@@ -453,10 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
     p.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="values to sweep (repeatable)")
     p.add_argument("--summary-csv", help="also write the summary table as CSV")
-    _add_launcher_flags(p)
+    add_launcher_flags(p)
     _add_run_flags(p)
     p.set_defaults(func=cmd_sweep)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="dermbench", description="Benchmark dermatology image classifiers.")
+    parser.add_argument("--version", action="version", version=f"dermbench {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (anywhere on the line; or DERMBENCH_DEBUG=1)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_commands(sub)
     add_segment_command(sub)
     add_cache_command(sub)
     p = sub.add_parser("show", help="print a run record as tables")
@@ -484,12 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show options")
     p.set_defaults(func=cmd_list)
 
-    try:
-        from dermbench.leaderboard.cli import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(sub)
+    from dermbench.leaderboard.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

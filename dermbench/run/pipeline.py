@@ -20,7 +20,7 @@ import torch
 
 from dermbench.components import Method
 from dermbench.data.prepare import PreparedData, prepare_data
-from dermbench.errors import ConfigError
+from dermbench.errors import ConfigError, DataError
 from dermbench.evaluation.audit import audit_run, check_groups, group_values
 from dermbench.evaluation.overfitting import overfitting_report
 from dermbench.models.build import build_run_model, describe_init_weights
@@ -104,12 +104,9 @@ def check_paths(cfg: RunConfig) -> None:
     writable_folder(cfg.out, "--out")
     if cfg.cache_dir:
         writable_folder(cfg.cache_dir, "--cache-dir")
-    if cfg.split_file and not Path(cfg.split_file).is_file():
-        raise ConfigError(
-            f"--split-file {cfg.split_file}: "
-            + ("a folder, not a file" if Path(cfg.split_file).is_dir() else "no such file")
-        )
-    seen: dict[str, str] = {}
+    if cfg.split_file and Path(cfg.split_file).is_dir():
+        raise DataError(f"--split-file {cfg.split_file}: a folder, not a file")
+    seen: dict[str, str] = {}  # training and external test data: never one folder twice
     for flag, named in (
         ("--data", cfg.data),
         ("--test-data", cfg.test_data),
@@ -119,11 +116,11 @@ def check_paths(cfg: RunConfig) -> None:
             if not Path(path).exists():
                 raise ConfigError(f"{flag} {name}={path}: no such file or folder")
             key = str(Path(path).resolve())
-            if key in seen:
+            if flag != "--pretrain-data" and key in seen:  # pretraining on the training images is allowed
                 raise ConfigError(
                     f"{flag} {name}={path}: the same data as {seen[key]}; name each dataset once"
                 )
-            seen[key] = f"{flag} {name}={path}"
+            seen.setdefault(key, f"{flag} {name}={path}")
 
 
 def writable_folder(path: str, flag: str) -> None:
