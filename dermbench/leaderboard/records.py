@@ -21,7 +21,7 @@ import pandas as pd
 
 from dermbench.errors import DataError
 from dermbench.run.identity import NON_IDENTITY, as_before
-from dermbench.run.record import RECORD_NAME, SCHEMA, read_record
+from dermbench.run.record import RECORD_NAME, SCHEMA, find_records, read_record
 
 # Settings that do not change what a run computes (dermbench.run.identity), or that a GroupKey
 # already covers.
@@ -300,7 +300,7 @@ def load_runs(results: Path) -> Loaded:
     if not results.is_dir():
         raise DataError(f"results folder {results} does not exist")
     out = Loaded()
-    for path in sorted(results.rglob(RECORD_NAME)):
+    for path in find_records(results):
         try:
             run = read_run(path.parent)
         except DataError as exc:

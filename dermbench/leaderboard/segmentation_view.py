@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dermbench.run.record import RECORD_NAME
+from dermbench.run.record import find_records
 from dermbench.segmentation.run import SCHEMA
 
 METRICS = ("iou", "dice", "boundary_f")
@@ -22,7 +22,7 @@ PAGE = "segmentation.html"
 def load_segmentation_records(results: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every complete segmentation record under ``results`` with its path."""
     out = []
-    for path in sorted(Path(results).rglob(RECORD_NAME)):
+    for path in find_records(Path(results)):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

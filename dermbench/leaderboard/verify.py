@@ -32,7 +32,7 @@ from dermbench.leaderboard import claims
 from dermbench.leaderboard.records import check_record
 from dermbench.plugins.options import build_options
 from dermbench.run.config import RunConfig
-from dermbench.run.record import RECORD_NAME, read_record
+from dermbench.run.record import RECORD_NAME, find_records, read_record
 from dermbench.segmentation.run import verify_segmentation
 from dermbench.tasks import task_of
 
@@ -46,7 +46,7 @@ def record_folders(paths: list[Path]) -> list[Path]:
         if (p / RECORD_NAME).is_file():
             out.append(p)
         elif p.is_dir():
-            out += sorted(r.parent for r in p.rglob(RECORD_NAME) if "checkpoints" not in r.parts)
+            out += [r.parent for r in find_records(p)]
         else:
             raise DataError(f"{p}: not a run folder or a folder of runs")
     return out

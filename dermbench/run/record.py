@@ -94,6 +94,25 @@ def read_record(path: str | Path) -> dict:
     return data
 
 
+COPIES_MARKER = ".dermbench-copies"
+"""A file that marks a folder of copies of run records (a tracking store's artifacts, an archive):
+scanners for results pass over it, so a copy is never counted or verified as a run of its own."""
+
+
+def find_records(root: Path) -> list[Path]:
+    """Every run record under ``root`` in path order, passing over checkpoints and folders marked
+    with :data:`COPIES_MARKER`."""
+    out: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        if COPIES_MARKER in files:
+            dirs.clear()
+            continue
+        dirs[:] = [d for d in dirs if d != "checkpoints"]
+        if RECORD_NAME in files:
+            out.append(Path(folder) / RECORD_NAME)
+    return sorted(out)
+
+
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in PACKAGES:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dermbench.run.record import COPIES_MARKER
 from dermbench_mlflow.flatten import final_metrics, params_of, row_metrics, run_tags
 from dermbench_mlflow.settings import Settings
 
@@ -60,7 +61,9 @@ class MlflowTracker:
         uri = self.settings.store_uri(out)
         if uri not in self.clients:
             if uri.startswith("sqlite:///"):
-                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                store = Path(uri.removeprefix("sqlite:///")).parent
+                store.mkdir(parents=True, exist_ok=True)
+                (store / COPIES_MARKER).touch()  # its record copies are not runs of the results folder
             self.clients[uri] = MlflowClient(tracking_uri=uri)
         return self.clients[uri]
 

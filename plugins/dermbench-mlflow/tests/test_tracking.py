@@ -74,6 +74,18 @@ def test_a_run_is_an_mlflow_run_with_its_config_history_metrics_and_artifacts(tm
     assert json.loads(local.read_text())["run_id"] == record["run_id"]
 
 
+def test_the_stores_record_copies_are_not_runs_of_the_results_folder(tmp_path):
+    from dermbench.leaderboard.records import load_runs
+    from dermbench.leaderboard.verify import record_folders
+
+    record = run_tiny(tmp_path, plugins=PLUGINS, **SMALL)
+    copies = list((tmp_path / "runs" / "mlruns").rglob("record.json"))
+    assert copies, "the store holds a copy of the record"
+    assert [p.name for p in record_folders([tmp_path / "runs"])] == [record["run_id"]]
+    loaded = load_runs(tmp_path / "runs")
+    assert [r.record["run_id"] for r in loaded.runs] == [record["run_id"]] and not loaded.skipped
+
+
 class Killed(Exception):
     pass
 
