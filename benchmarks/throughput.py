@@ -8,12 +8,18 @@ For one model, batch size, image size and augmentation (flips), it prints, in on
 - ``imagefolder``: a plain torchvision ``ImageFolder`` + PIL ``DataLoader`` loop with workers that
   decodes, resizes and flips every image every epoch, feeding the same model and optimiser step;
 - ``in-memory``: the same model and optimiser step on float tensors already on the device, in
-  the faster of contiguous NCHW and channels-last at that size (the ceiling no data path can beat);
+  the faster of contiguous NCHW and channels-last at that size (the ceiling no data path can beat),
+  once in fp32 and once under bf16 autocast (``fp32 ceil``, ``bf16 ceil``; bf16 only where the
+  device computes it natively, as ``--precision auto`` decides);
+
+``dermbench`` and ``imagefolder`` train in the plan ``--precision`` (default ``auto``) resolves
+to for the model and size, as a run would (``dermbench.stages.precision``); the plan is printed;
 
 as images per second (the median of ``--repeats`` interleaved runs of each loop, 3 by default), with
 the ratios, and the peak resident memory of the process.
 
     python benchmarks/throughput.py --data ham10000=../shared/data/ham10000 --sizes 64,224 --images 2048
+    python benchmarks/throughput.py --models resnet18,resnet50,efficientnet_lite0 --sizes 64,128,224
     python benchmarks/throughput.py --smoke      # seconds, on the built-in synthetic sample (CI)
 """
 
@@ -41,8 +47,9 @@ from dermbench.models.build import build_run_model  # noqa: E402
 from dermbench.plugins import load_plugins  # noqa: E402
 from dermbench.plugins.contract import StageContext  # noqa: E402
 from dermbench.run.config import parse_assignments, resolve_config  # noqa: E402
-from dermbench.stages.device import autocast, pick_device, to_model_layout  # noqa: E402
+from dermbench.stages.device import pick_device, to_model_layout  # noqa: E402
 from dermbench.stages.options import SupervisedOptions  # noqa: E402
+from dermbench.stages.precision import Plan, autocast, bf16_native, choose_plan, training_step, use_plan  # noqa: E402
 from dermbench.stages.supervised import build_trainables, train_one_epoch, validate  # noqa: E402
 
 
@@ -115,14 +122,15 @@ def imagefolder_loop(cfg, task, reg, device, train, workers: int) -> float:
     return seen / (time.perf_counter() - t0)
 
 
-def in_memory_loop(cfg, task, reg, device, n: int) -> float:
+def in_memory_loop(cfg, task, reg, device, n: int, dtype: str = "fp32") -> float:
     """Images per second of the model and optimiser step alone, on tensors already on the device,
-    in the faster of the two memory layouts (contiguous NCHW, channels-last) at this size: the
-    ceiling no data path can beat, whichever layout the data path feeds."""
-    return max(
-        _in_memory_rate(cfg, task, reg, device, n, fmt)
-        for fmt in (torch.contiguous_format, torch.channels_last)
-    )
+    in ``dtype`` and the faster of the two memory layouts (contiguous NCHW, channels-last) at this
+    size: the ceiling no data path can beat, whichever layout the data path feeds."""
+    rates = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        with use_plan(Plan(dtype, fmt is torch.channels_last)):
+            rates.append(_in_memory_rate(cfg, task, reg, device, n, fmt))
+    return max(rates)
 
 
 def _in_memory_rate(cfg, task, reg, device, n: int, memory_format: torch.memory_format) -> float:
@@ -177,11 +185,22 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def measure(args: argparse.Namespace, size: int) -> dict[str, float]:
+def plan_label(plan: Plan) -> str:
+    """``fp32/NCHW``, ``bf16/NHWC``, ``fp32/rule`` (the size rule of ``to_model_layout``)."""
+    return f"{plan.dtype}/{ {True: 'NHWC', False: 'NCHW', None: 'rule'}[plan.channels_last] }"
+
+
+def run_plan(args: argparse.Namespace, cfg, task, reg, device) -> Plan:
+    """The plan a run of this model and size trains in under ``--precision``."""
+    return choose_plan(args.precision, device, lambda: training_step(
+        build_run_model(cfg, task, reg), cfg.batch_size, cfg.image_size, task.num_classes, device))  # fmt: skip
+
+
+def measure(args: argparse.Namespace, model: str, size: int) -> dict:
     plugins = load_plugins(autoload=False)
     reg = plugins.registries
     task = reg.tasks.get(args.task)
-    settings = {"profile": "smoke", "model": args.model, "image_size": size, "batch_size": args.batch,
+    settings = {"profile": "smoke", "model": model, "image_size": size, "batch_size": args.batch,
                 "augment": "flips", "device": args.device, "cache_dir": args.cache_dir,
                 "data": parse_assignments(args.data, "--data"), "synthetic_n": max(args.images * 2, 240)}  # fmt: skip
     trains, cfg = {}, None
@@ -192,18 +211,31 @@ def measure(args: argparse.Namespace, size: int) -> dict[str, float]:
             data.splits["train"], np.arange(min(args.images, len(data.splits["train"]))), "train"
         )
     device, train = pick_device(cfg.device), trains["mapped"]
+    plan = run_plan(args, cfg, task, reg, device)
+
+    def planned(loop):
+        def run():
+            with use_plan(plan):
+                return loop()
+
+        return run
+
     loops = {
-        "dermbench": lambda: dermbench_loop(cfg, task, reg, device, trains["mapped"]),
-        "resident": lambda: dermbench_loop(cfg, task, reg, device, trains["resident"]),
-        "imagefolder": lambda: imagefolder_loop(cfg, task, reg, device, train, args.workers),
-        "in-memory": lambda: in_memory_loop(cfg, task, reg, device, len(train)),
+        "dermbench": planned(lambda: dermbench_loop(cfg, task, reg, device, trains["mapped"])),
+        "resident": planned(lambda: dermbench_loop(cfg, task, reg, device, trains["resident"])),
+        "imagefolder": planned(lambda: imagefolder_loop(cfg, task, reg, device, train, args.workers)),
+        "fp32 ceil": lambda: in_memory_loop(cfg, task, reg, device, len(train), "fp32"),
     }
+    if bf16_native(device) or args.precision == "bf16":
+        loops["bf16 ceil"] = lambda: in_memory_loop(cfg, task, reg, device, len(train), "bf16")
     runs: dict[str, list[float]] = {name: [] for name in loops}
     names = list(loops)
     for r in range(args.repeats):  # interleaved, each repeat in a rotated order: drift hits every loop
         for name in names[r % len(names) :] + names[: r % len(names)]:
             runs[name].append(loops[name]())
-    return {**{name: statistics.median(v) for name, v in runs.items()}, "images": len(train)}
+    out = {name: statistics.median(v) for name, v in runs.items()}
+    return {**out, "in-memory": max(out["fp32 ceil"], out.get("bf16 ceil", 0.0)), "images": len(train),
+            "plan": plan_label(plan)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "--data", action="append", metavar="NAME=PATH", help="a dataset (default: the synthetic sample)"
     )
     p.add_argument("--task", default="ham7")
-    p.add_argument("--model", default="resnet18")
+    p.add_argument("--models", default="resnet18", help="comma-separated models")
+    p.add_argument("--precision", default="auto", help="auto (default) | fp32 | bf16, as a run's --precision")
     p.add_argument("--sizes", default="64,224", help="comma-separated image sizes")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--images", type=int, default=1024, help="training images timed per loop")
@@ -229,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny: a model, 32 px, 64 images (seconds; for CI)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.model, args.sizes, args.images, args.batch, args.workers, args.repeats = (
+        args.models, args.sizes, args.images, args.batch, args.workers, args.repeats = (
             "tinycnn",
             "32",
             64,
@@ -238,18 +271,20 @@ def main(argv: list[str] | None = None) -> int:
             1,
         )
     torch.manual_seed(0)
+    device = pick_device(args.device)
+    print(f"batch {args.batch}, flips, device {device}, torch {torch.__version__}, --precision {args.precision}, "
+          f"native bf16: {'yes' if bf16_native(device) else 'no'}")  # fmt: skip
     print(
-        f"model {args.model}, batch {args.batch}, flips, device {pick_device(args.device)}, torch {torch.__version__}"
+        f"{'model':>18} {'size':>5} {'images':>7} {'plan':>10} {'dermbench':>10} {'resident':>9} {'imagefolder':>12} "
+        f"{'fp32 ceil':>10} {'bf16 ceil':>10} {'vs folder':>10} {'of ceiling':>11} {'vs resident':>12}"
     )
-    print(
-        f"{'size':>5} {'images':>7} {'dermbench':>10} {'resident':>9} {'imagefolder':>12} {'in-memory':>10} "
-        f"{'vs folder':>10} {'of ceiling':>11} {'vs resident':>12}"
-    )
-    for size in (int(s) for s in args.sizes.split(",")):
-        r = measure(args, size)
-        print(f"{size:>5} {r['images']:>7} {r['dermbench']:>10.1f} {r['resident']:>9.1f} {r['imagefolder']:>12.1f} "
-              f"{r['in-memory']:>10.1f} {r['dermbench'] / r['imagefolder']:>9.2f}x {r['dermbench'] / r['in-memory']:>10.0%} "
-              f"{r['dermbench'] / r['resident']:>11.0%}")  # fmt: skip
+    for model in args.models.split(","):
+        for size in (int(s) for s in args.sizes.split(",")):
+            r = measure(args, model, size)
+            bf16 = f"{r['bf16 ceil']:>10.1f}" if "bf16 ceil" in r else f"{'-':>10}"
+            print(f"{model:>18} {size:>5} {r['images']:>7} {r['plan']:>10} {r['dermbench']:>10.1f} {r['resident']:>9.1f} "
+                  f"{r['imagefolder']:>12.1f} {r['fp32 ceil']:>10.1f} {bf16} {r['dermbench'] / r['imagefolder']:>9.2f}x "
+                  f"{r['dermbench'] / r['in-memory']:>10.0%} {r['dermbench'] / r['resident']:>11.0%}")  # fmt: skip
     print("images per second of training (validation apart): dermbench reads memory-mapped images (the default), "
           "resident the same images held in the process (--image-memory resident)")  # fmt: skip
     if args.medmnist or args.smoke:

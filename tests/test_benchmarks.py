@@ -32,20 +32,14 @@ def memory_benchmark():
 def test_the_throughput_benchmark_runs_in_smoke_mode(tmp_path):
     lines = run_smoke(SCRIPT, tmp_path)
     assert lines[1].split() == [
-        "size",
-        "images",
-        "dermbench",
-        "resident",
-        "imagefolder",
-        "in-memory",
-        "vs",
-        "folder",
-        "of",
-        "ceiling",
-        "vs",
-        "resident",
-    ]
-    size, images, ours, resident, folder, ceiling, ratio, share, vs_resident = lines[2].split()
+        "model", "size", "images", "plan", "dermbench", "resident", "imagefolder", "fp32", "ceil",
+        "bf16", "ceil", "vs", "folder", "of", "ceiling", "vs", "resident",
+    ]  # fmt: skip
+    model, size, images, plan, ours, resident, folder, ceiling, bf16, ratio, share, vs_resident = lines[
+        2
+    ].split()
+    assert model == "tinycnn" and re.fullmatch(r"(fp32|bf16)/(NCHW|NHWC|rule)", plan), plan
+    assert bf16 == "-" or float(bf16) > 0  # timed only where the device has native bf16
     assert (size, images) == ("32", "64")
     assert min(float(ours), float(resident), float(folder), float(ceiling)) > 0
     # the ratio of the unrounded rates, printed to 2 decimals; the rates are printed to 1 decimal

@@ -68,6 +68,12 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
         {"help": "use the split in this file (dermbench splits export) instead of --split-seed"},
     ),
     ("--device", {"help": "auto (default) | cpu | cuda | cuda:N"}),
+    (
+        "--precision",
+        {
+            "help": "auto (default: the fastest of fp32 and bf16 autocast, timed on the run's model) | fp32 | bf16"
+        },
+    ),
     ("--out", {"help": "runs folder (default runs/)"}),
     ("--cache-dir", {"help": "decoded-image cache (default $DERMBENCH_CACHE or ~/.cache/dermbench)"}),
     ("--image-memory", {"help": "mapped (default: images read through memory maps of the cache) | resident"}),

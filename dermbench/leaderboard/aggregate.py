@@ -11,7 +11,7 @@ Significance: every entry of a group is scored on the same resamples (same test 
 seed), so the difference between the best entry and each other one has a paired interval; an
 entry whose interval reaches 0 is marked as not significantly different from the best. Entries
 with fewer seeds than the group's most, or another training budget (model, init, epochs,
-learning rate, checkpoint selection), are flagged rather than silently ranked beside the rest.
+learning rate, checkpoint selection, precision), are flagged rather than silently ranked beside the rest.
 """
 
 from __future__ import annotations

@@ -183,7 +183,17 @@ class Run:
         out = {k: v for k, v in cfg.items() if k not in NOT_VARIANT and not as_before(k, v)}
         if isinstance(out.get("ood_data"), dict):
             out["ood_data"] = sorted(out["ood_data"])
+        out["precision"] = self.precision()  # as trained: `auto` resolves per machine and model
         return out
+
+    def precision(self) -> str:
+        """The dtype the run trained in: its record's, else what runs did before ``--precision``
+        existed (bf16 autocast on CUDA, fp32 on the CPU)."""
+        chosen = get_path(self.record, "environment.precision.dtype")
+        if chosen:
+            return str(chosen)
+        device = str(get_path(self.record, "environment.device") or "cpu")
+        return "bf16" if device.startswith("cuda") else "fp32"
 
     @property
     def variant_id(self) -> str:
@@ -207,6 +217,7 @@ class Run:
             "epochs": cfg.get("epochs"),
             "lr": lr[0] if len(lr) == 1 else lr,
             "select": cfg.get("select"),
+            "precision": self.precision(),
         }
 
     def threshold(self) -> float | None:

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from dermbench.plugins.contract import PredictorContext
-from dermbench.stages.device import autocast, input_stats, to_input
+from dermbench.stages.device import input_stats, to_input
 from dermbench.stages.host_heap import bound_host_heap
+from dermbench.stages.precision import autocast
 
 
 @torch.no_grad()

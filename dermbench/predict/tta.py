@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from dermbench.errors import ConfigError, DataError
+from dermbench.stages.device import to_model_layout
+from dermbench.stages.precision import autocast
 
 View = Callable[[torch.Tensor], torch.Tensor]
 
@@ -79,8 +81,10 @@ def tta_predict(
             for start in range(0, len(images), batch_size):
                 x = images[start : start + batch_size].to(device)
                 total = None
-                for view in views.values():
-                    p = torch.softmax(model(view(x)).float(), dim=1)
+                for view in views.values():  # in the run's precision and layout, as plain prediction
+                    with autocast(device):
+                        logits = model(to_model_layout(view(x)))
+                    p = torch.softmax(logits.float(), dim=1)
                     total = p if total is None else total + p
                 out.append((total / len(views)).cpu().numpy())
     finally:

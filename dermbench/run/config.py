@@ -29,6 +29,7 @@ from dermbench.plugins.options import build_options
 from dermbench.predict.tta import VIEWS as TTA_VIEWS
 from dermbench.run.identity import NON_IDENTITY, as_before
 from dermbench.stages.augment import POLICIES as AUGMENT_POLICIES
+from dermbench.stages.precision import PRECISIONS
 from dermbench.stages.selection import MODES as SELECT_MODES
 from dermbench.tasks import Task
 
@@ -94,6 +95,7 @@ class RunConfig:
     synthetic_n: int = 1500
     ensemble: str = "none"  # none | cvK: K models from lesion-grouped K-fold CV of the training split
     tta: str = "none"  # none | flips | flips_rot90: test-time augmentation averaged per image
+    precision: str = "auto"  # auto | fp32 | bf16 (dermbench.stages.precision)
     groups: tuple[str, ...] = ()  # subgroup audit columns, e.g. ("ita", "sex", "skin_type")
     skip_bad_images: bool = False
     allow_empty_classes: bool = False
@@ -311,6 +313,7 @@ def validate(cfg: RunConfig) -> None:
         ("resize", cfg.resize, tuple(RESIZE_POLICIES)),
         ("near_duplicates", cfg.near_duplicates, DUPLICATE_MODES),
         ("image_memory", cfg.image_memory, IMAGE_MEMORY_MODES),
+        ("precision", cfg.precision, PRECISIONS),
     ):
         if value not in allowed:
             raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")

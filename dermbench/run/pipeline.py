@@ -9,6 +9,7 @@ the last checkpoint.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -40,6 +41,7 @@ from dermbench.stages.device import (
     pick_device,
 )
 from dermbench.stages.host_heap import bound_host_heap
+from dermbench.stages.precision import Plan, choose_plan, training_step, use_plan
 from dermbench.tasks import Task, task_of
 
 
@@ -269,6 +271,40 @@ def _resolved_so_far(record_path: Path) -> list[dict]:
         return []
 
 
+def run_plan(
+    cfg: RunConfig, task: Task, reg: Any, device: torch.device, interrupted: Path | None, log: Any
+) -> Plan:
+    """The precision and layout the run trains in: an interrupted run's, else ``--precision``'s
+    (``auto`` times the run's own model, batch and image size: :mod:`dermbench.stages.precision`)."""
+    earlier = (read_record(interrupted).get("environment") or {}).get("precision") if interrupted else None
+    if earlier:
+        return Plan.from_record(earlier)
+
+    def make_step() -> Any:
+        model = build_run_model(dataclasses.replace(cfg, init="random"), task, reg)  # speed, not weights
+        return training_step(model, cfg.batch_size, cfg.image_size, task.num_classes, device)
+
+    plan = choose_plan(cfg.precision, device, make_step)
+    if plan.candidates:
+        timed = ", ".join(
+            f"{c['dtype']} {'NHWC' if c['channels_last'] else 'NCHW'} {c['ms_per_step']:.0f} ms"
+            for c in plan.candidates
+        )
+        log(f"precision: {plan.dtype}, {plan.describe()['layout']} (timed per step: {timed})")
+    return plan
+
+
+def run_gate_if_asked(
+    cfg: RunConfig, task: Task, data: PreparedData, probs: dict, reg: Any, device: torch.device,
+    run_dir: Path, log: Any, progress: bool,
+) -> dict | None:  # fmt: skip
+    if not cfg.gate:
+        return None
+    from dermbench.gate.report import run_gate
+
+    return run_gate(cfg, task, data, probs, reg, device, run_dir, log, progress)
+
+
 def train_and_score(
     cfg: RunConfig, task: Task, method: Method, plugins: Plugins, data: PreparedData, device: torch.device,
     run_dir: Path, resume: bool, progress: bool, log: Any,
@@ -290,7 +326,11 @@ def train_and_score(
         unlabelled=data.unlabelled, sources=data.sources, histories=histories, resolved=stages,
         earlier_resolved=earlier,
     )  # fmt: skip
-    fitted = fit_and_predict(fc, data)
+    plan = run_plan(cfg, task, reg, device, record_path if resumed else None, log)
+    with use_plan(plan):
+        record["environment"].update(precision=plan.describe(), memory_layout=layout_rule(device))
+        fitted = fit_and_predict(fc, data)
+        gate = run_gate_if_asked(cfg, task, data, fitted.probs, reg, device, run_dir, log, progress)
     models = save_final_models(fitted, fc.checkpoint_dir, ensemble=cfg.ensemble != "none")
     record["artifacts"]["models"] = sorted(str(p.relative_to(run_dir)) for p in models)
     resolved = {
@@ -300,10 +340,8 @@ def train_and_score(
     }
     record.update(best_epoch=fitted.best_epoch, history=fitted.history, resolved=resolved)
     record.update(score(fitted.probs, data, task, method, cfg, reg, run_dir))
-    if cfg.gate:
-        from dermbench.gate.report import run_gate
-
-        record["gate"] = run_gate(cfg, task, data, fitted.probs, reg, device, run_dir, log, progress)
+    if gate is not None:
+        record["gate"] = gate
     fairness = audit(record, cfg, task, data, fitted.probs)
     if fairness is not None:
         record["fairness"] = fairness

@@ -6,13 +6,13 @@ the device, so the host never holds a float copy of a dataset.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 
 import torch
 
 from dermbench.errors import ConfigError
+from dermbench.stages.precision import current_plan
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,12 +31,6 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     return "cpu"
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def to_float01(batch_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -72,6 +66,9 @@ def cpu_channels_last_from() -> int:
 def layout_rule(device: torch.device) -> dict:
     """The memory layout batches are fed in on ``device``, for the run record (a convolution's
     rounding differs between layouts, so the rule is part of what reproduces a run)."""
+    plan = current_plan(device)
+    if plan.channels_last is not None:
+        return {"layout": "channels_last" if plan.channels_last else "contiguous NCHW", "set_by": plan.set_by}
     if device.type == "cuda":
         return {"layout": "channels_last", "set_by": "dermbench (CUDA)"}
     by_env = bool(os.environ.get(LAYOUT_ENV, "").strip())
@@ -89,6 +86,9 @@ def to_model_layout(x: torch.Tensor) -> torch.Tensor:
     convolutions treat as the slow case."""
     if x.dim() != 4:
         return x
+    planned = current_plan(x.device).channels_last  # --precision auto chose the layout by timing
+    if planned is not None:
+        return x.contiguous(memory_format=torch.channels_last) if planned else x.contiguous()
     if x.device.type == "cuda" or min(x.shape[2], x.shape[3]) >= cpu_channels_last_from():
         return x.contiguous(memory_format=torch.channels_last)
     return x.contiguous()

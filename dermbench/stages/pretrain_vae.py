@@ -42,8 +42,9 @@ from dermbench.run.record import write_json_atomic
 from dermbench.stages import encoder_store as store
 from dermbench.stages.augment import POLICIES, augment
 from dermbench.stages.checkpoints import LAST, atomic_save, load_state, run_dir_of
-from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
+from dermbench.stages.device import input_stats, normalise, to_float01, to_model_layout
 from dermbench.stages.options import VAEPretrainOptions
+from dermbench.stages.precision import autocast
 from dermbench.stages.pretrain_plots import CURVES, GRID, loss_curves, reconstruction_grid
 
 KIND = "vae"

@@ -35,9 +35,10 @@ from dermbench.predict.logits import predict_logits
 from dermbench.stages import distributed
 from dermbench.stages.augment import augment
 from dermbench.stages.checkpoints import LAST, atomic_save, best_name, load_weights
-from dermbench.stages.device import autocast, input_stats, normalise, to_float01, to_model_layout
+from dermbench.stages.device import input_stats, normalise, to_float01, to_model_layout
 from dermbench.stages.host_heap import bound_host_heap
 from dermbench.stages.options import SupervisedOptions
+from dermbench.stages.precision import autocast
 from dermbench.stages.selection import Selection
 
 FREEZE_MODES = ("none", "backbone")
