@@ -92,7 +92,9 @@ def test_auto_times_every_candidate_and_leaves_the_rng_as_it_was(monkeypatch):
 def test_the_fastest_wins_only_by_more_than_the_margin():
     def timings(*ms):
         pairs = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
-        return [{"dtype": d, "channels_last": c, "ms_per_step": m} for (d, c), m in zip(pairs, ms, strict=True)]
+        return [
+            {"dtype": d, "channels_last": c, "ms_per_step": m} for (d, c), m in zip(pairs, ms, strict=True)
+        ]
 
     chosen = pick_fastest("auto", timings(100.0, 90.0, 60.0, 55.0))
     assert (chosen.dtype, chosen.channels_last) == ("bf16", True)
@@ -147,8 +149,14 @@ def test_runs_in_two_precisions_are_two_entries_and_two_budgets():
         env = {"device": device, **({"precision": {"dtype": dtype}} if dtype else {})}
         return {"config": {"model": "m", "epochs": 2, "seed": 0}, "environment": env}
 
-    old_cpu, old_gpu = Run(dir=None, record=record("cpu", None)), Run(dir=None, record=record("cuda:H100", None))
-    new_fp32, new_bf16 = Run(dir=None, record=record("cpu", "fp32")), Run(dir=None, record=record("cpu", "bf16"))
+    old_cpu, old_gpu = (
+        Run(dir=None, record=record("cpu", None)),
+        Run(dir=None, record=record("cuda:H100", None)),
+    )
+    new_fp32, new_bf16 = (
+        Run(dir=None, record=record("cpu", "fp32")),
+        Run(dir=None, record=record("cpu", "bf16")),
+    )
     assert old_cpu.precision() == "fp32" and old_gpu.precision() == "bf16"
     assert old_cpu.variant_id == new_fp32.variant_id != new_bf16.variant_id
     assert new_fp32.budget()["precision"] == "fp32" and new_bf16.budget()["precision"] == "bf16"
