@@ -99,11 +99,14 @@ def boards(page: Path) -> list[dict[str, Any]]:
     tree = parse(page)
     out = []
     for section in tree.root.iter("section", "group"):
-        table = section.find("table", "board")
-        head = [th.attrs.get("data-metric") or th.text.rstrip(" ↕") for th in table.find("thead").iter("th")]
+        tables = list(section.iter("table", "board"))  # the ranked table, then the entries not ranked
+        head = [
+            th.attrs.get("data-metric") or th.text.rstrip(" ↕") for th in tables[0].find("thead").iter("th")
+        ]
         rows = []
-        for tr in table.find("tbody").iter("tr"):
-            rows.append([(td.attrs, td.text, td) for td in tr.iter("td")])
+        for table in tables:
+            for tr in table.find("tbody").iter("tr"):
+                rows.append([(td.attrs, td.text, td) for td in tr.iter("td")])
         out.append({"heading": section.find("h2").text, "section": section, "columns": head, "rows": rows})
     return out
 
@@ -169,7 +172,9 @@ def test_groups_are_never_mixed_and_ranking_matches_records(site):
             methods = [row[1][2].find("a").text for row in board["rows"]]
             assert methods == [e["method"] for e in exp["entries"]]
             for row, entry in zip(board["rows"], exp["entries"], strict=True):
-                assert row[0][1] == str(exp["entries"].index(entry) + 1)
+                assert row[0][1] == (str(entry["rank"]) if entry["rank"] else "—")
+                if entry["rank"] is None:
+                    assert f"not ranked: {len(entry['records'])} seed" in row[1][1]
                 cells = {
                     attrs.get("data-metric"): (attrs, text)
                     for attrs, text, _ in row
@@ -195,14 +200,24 @@ def test_separate_groups_for_protocol_synthetic_and_dataset(site):
     assert any("protocol paper" in h for h in headings)
     assert any(fx.XSS_DATASET in h for h in headings)
     sizes = sorted(len(b["rows"]) for b in got)
-    assert sizes == [1, 1, 1, 4]
+    assert sizes == [1, 1, 1, 3]  # erm, focal (one entry for its two settings), the escaped method
 
 
-def test_variants_of_one_method_are_separate_entries(site):
+def test_settings_of_one_method_are_one_entry_chosen_on_validation(site):
     main = boards(task_page(site, "ham7"))[0]
     labels = [row[1][1] for row in main["rows"]]
-    assert "focal loss.gamma=2" in labels
-    assert "focal loss.gamma=11 seed (others up to 3)" in labels  # the one-seed entry says so
+    (focal,) = [label for label in labels if label.startswith("focal")]
+    assert focal.startswith("focal loss.gamma=2") and "chosen on validation from 2 settings" in focal
+    page = _entry_page(site, "ham7", "focal loss.gamma=2")
+    table = parse(page).root.find("table", "settings-searched")
+    rows = [[td.text for td in tr.iter("td")] for tr in table.find("tbody").iter("tr")]
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("loss.gamma=2", "3", "yes"),
+        ("loss.gamma=1", "1", ""),
+    ] or [(r[0], r[2], r[3]) for r in rows] == [("loss.gamma=1", "1", ""), ("loss.gamma=2", "3", "yes")]
+    link = next(a for a in table.iter("a") if a.text == "loss.gamma=1")
+    other = (page.parent / link.attrs["href"]).resolve()
+    assert other.is_file() and "a setting not chosen on validation" in parse(other).root.find("section").text
 
 
 def test_bootstrap_interval_is_the_paired_seed_mean_interval(site):
@@ -212,7 +227,7 @@ def test_bootstrap_interval_is_the_paired_seed_mean_interval(site):
     entry = next(
         e for g in exp for e in g["entries"] if e["method"] == "focal" and e["options"]["loss.gamma"] == 2
     )
-    row = next(r for r in main["rows"] if r[1][1] == "focal loss.gamma=2")
+    row = next(r for r in main["rows"] if r[1][1].startswith("focal loss.gamma=2"))
     cell = next(td for attrs, _, td in row if attrs.get("data-metric") == "macro_f1")
     ci = cell.find("span", "ci").text
     import pandas as pd
@@ -294,7 +309,7 @@ def _entry_page(site, task: str, label: str) -> Path:
     page = task_page(site, task)
     for board in boards(page):
         for row in board["rows"]:
-            if row[1][1] == label:
+            if row[1][1].startswith(label):  # then its notes
                 return (page.parent / row[1][2].find("a").attrs["href"]).resolve()
     raise AssertionError(label)
 
@@ -489,7 +504,7 @@ def test_ties_and_wins_are_marked_from_paired_resamples(tmp_path):
     """Two entries with the same predictions are tied with the best; a much weaker one is not."""
     results = tmp_path / "runs"
     for method, strength, key in (("twin_a", 2.0, "same"), ("twin_b", 2.0, "same"), ("weak", 0.2, None)):
-        for seed in (0, 1):
+        for seed in (0, 1, 2):  # enough seeds to be ranked
             spec = {"task": "ham7", "method": method, "seed": seed, "strength": strength}
             fx.write_run(results, {**spec, **({"probs_key": key} if key else {})})
     build_site(results, tmp_path / "site")
@@ -499,6 +514,12 @@ def test_ties_and_wins_are_marked_from_paired_resamples(tmp_path):
     for row in board["rows"]:
         method = row[1][1].split()[0]
         primary = row[2][2]
+        diff = row[3][1]  # the best minus this entry, with its paired interval, printed
+        assert (
+            diff == "—"
+            if list(primary.iter("span", "best"))
+            else re.fullmatch(r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]", diff)
+        ), diff
         marks[method] = ("best" if list(primary.iter("span", "best")) else "") + (
             "tie" if list(primary.iter("span", "tie")) else ""
         )
@@ -506,18 +527,20 @@ def test_ties_and_wins_are_marked_from_paired_resamples(tmp_path):
     assert marks["weak"] == ""
 
 
-def test_an_entry_trained_under_another_budget_is_flagged(tmp_path):
+def test_an_entry_trained_under_another_budget_or_with_few_seeds_is_not_ranked(tmp_path):
     results = tmp_path / "runs"
-    for method, epochs in (("a", 4), ("b", 4), ("short", 2)):
-        fx.write_run(
-            results, {"task": "ham7", "method": method, "seed": 0, "strength": 1.5, "epochs": epochs}
-        )
+    for method, epochs, seeds in (("a", 4, 3), ("b", 4, 3), ("short", 2, 3), ("few", 4, 2)):
+        for seed in range(seeds):
+            spec = {"task": "ham7", "method": method, "seed": seed, "strength": 1.5, "epochs": epochs}
+            fx.write_run(results, spec)
     build_site(results, tmp_path / "site")
     (board,) = boards(next((tmp_path / "site" / "task").glob("*.html")))
-    texts = [row[1][1] for row in board["rows"]]
-    (short,) = [t for t in texts if t.startswith("short")]
-    assert "other training budget: epochs 2 (most: 4)" in short
-    assert sum("budget" in t for t in texts) == 1
+    ranks = {row[1][1].split("not ranked")[0]: (row[0][1], row[1][1]) for row in board["rows"]}
+    assert sorted(r for r, _ in ranks.values()) == ["1", "2", "—", "—"]
+    assert {ranks["a"][0], ranks["b"][0]} == {"1", "2"}
+    assert "not ranked: other training budget: epochs 2 (group: 4)" in ranks["short"][1]
+    assert "not ranked: 2 seeds; ranking needs 3" in ranks["few"][1]
+    assert sum("budget" in t for _, t in ranks.values()) == 1
     assert "4 epochs" in board["heading"]
 
 

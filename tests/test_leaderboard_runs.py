@@ -21,7 +21,7 @@ from dermbench.testing import run_tiny
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("realruns")
-    for seed in (0, 1):
+    for seed in (0, 1, 2):  # enough seeds to be ranked
         run_tiny(base, method="erm", seed=seed)
     run_tiny(base, method="erm", task="binary", seed=0)
     return base / "runs"
@@ -108,16 +108,18 @@ def test_records_made_before_a_setting_existed_share_an_entry_with_records_at_it
     configs = [r.record["config"] for r in runs]
     assert any("near_duplicates" not in c for c in configs) and any("image_memory" in c for c in configs)
     (board,) = build_boards(runs, LeaderboardConfig(n_boot=20))["ham7"]
-    entries = {e.label: sorted(r.seed for r in e.runs) for e in board.entries}
+    entries = {e.label: sorted(r.seed for r in e.runs) for x in board.entries for e in (x, *x.alternatives)}
     assert entries == {
         "zoo_squeezenet (sampler=balanced)": [0, 1, 2],
         "zoo_squeezenet (sampler=smote)": [0, 1, 2],
     }
+    (shown,) = board.entries  # two settings of one method: one entry, chosen on validation
+    assert len(shown.alternatives) == 1 and shown.selection["rule"].startswith("highest mean validation")
     # beside the same SqueezeNet without a sampler ("": the method's own), and ResNet-50's three
     # seeds of two days (near_duplicates absent, then off) are one entry
     gated = [read_run(p.parent) for p in (COMMITTED / "ham7-zoo002-gate-cpu").rglob("record.json")]
     (board,) = build_boards(runs + gated, LeaderboardConfig(n_boot=20))["ham7"]
-    entries = {e.label: sorted(r.seed for r in e.runs) for e in board.entries}
+    entries = {e.label: sorted(r.seed for r in e.runs) for x in board.entries for e in (x, *x.alternatives)}
     assert entries["zoo_squeezenet (sampler=default)"] == [0, 1, 2]
     assert entries["zoo_resnet50"] == [0, 1, 2]
 

@@ -8,10 +8,10 @@ as the run record. The interval is only given when the predictions reproduce the
 exactly: an interval around a different number would mislead, so the cell says why it has none.
 
 Significance: every entry of a group is scored on the same resamples (same test cases, same
-seed), so the difference between the best entry and each other one has a paired interval; an
-entry whose interval reaches 0 is marked as not significantly different from the best. Entries
-with fewer seeds than the group's most, or another training budget (model, init, epochs,
-learning rate, checkpoint selection, precision), are flagged rather than silently ranked beside the rest.
+seed), so the difference between the best entry and each other one has a paired interval, printed
+beside the entry; an entry whose interval reaches 0 is marked as not significantly different from
+the best. What may be ranked, and which of a method's settings stands for it, are the board's
+rules (:mod:`dermbench.leaderboard.rules`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dermbench.evaluation.resample import Interval, percentile_interval
 from dermbench.evaluation.weighted import evaluate, ones, supported
 from dermbench.leaderboard.config import LeaderboardConfig
 from dermbench.leaderboard.records import GroupKey, Run, as_number, get_path, slug
+from dermbench.leaderboard.rules import choose_settings, common_budget, rules_text, unranked_reasons
 
 TOLERANCE = 1e-6
 MIN_DEFINED = 0.9  # fewer defined draws than this share: the interval would be too conditional, so none
@@ -44,6 +45,7 @@ class Cell:
     note: str | None = None
     draws: np.ndarray | None = field(default=None, repr=False)
     vs_best: Interval | None = None  # best entry minus this one, over the same resamples
+    diff_to_best: float | None = None  # best entry's mean minus this one's
     tied_with_best: bool | None = None
 
     @property
@@ -57,9 +59,12 @@ class Entry:
     variant: str
     runs: list[Run]
     cells: dict[str, Cell]
-    rank: int = 0
+    rank: int = 0  # 0: not ranked (``unranked`` says why)
     slug: str = ""
     flags: list[str] = field(default_factory=list)
+    unranked: list[str] = field(default_factory=list)  # why the board's rules leave it out of the ranking
+    alternatives: list[Entry] = field(default_factory=list)  # the method's settings not chosen on validation
+    selection: dict[str, Any] | None = None  # how this setting was chosen, when there was a choice
 
     @property
     def label(self) -> str:
@@ -104,9 +109,25 @@ class Board:
 
     @property
     def budget(self) -> dict[str, Any]:
-        """The training budget most entries share (entries with another one are flagged)."""
-        budgets = [e.runs[0].budget() for e in self.entries]
-        return max(budgets, key=lambda b: sum(b == o for o in budgets)) if budgets else {}
+        """The training budget most entries share (entries with another one are not ranked)."""
+        return common_budget(self.entries)
+
+    @property
+    def ranked(self) -> list[Entry]:
+        return [e for e in self.entries if e.rank]
+
+    @property
+    def not_ranked(self) -> list[Entry]:
+        return [e for e in self.entries if not e.rank]
+
+    @property
+    def rules(self) -> list[str]:
+        return rules_text(self.key.primary_metric)
+
+    @property
+    def all_entries(self) -> list[Entry]:
+        """Every entry with a page: those shown and the settings not chosen."""
+        return [x for e in self.entries for x in (e, *e.alternatives)]
 
 
 def _aligned(runs: Sequence[Run]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None] | str:
@@ -214,21 +235,26 @@ def _variant_labels(runs_by_variant: dict[str, list[Run]]) -> dict[str, str]:
 
 
 def rank(entries: list[Entry], primary: str) -> list[Entry]:
-    """Best primary-metric mean first (all leaderboard metrics are higher-is-better); missing last.
-
-    Then each entry's paired difference from the best, and the flags of seeds and budget.
-    """
+    """The board's rules applied (:mod:`dermbench.leaderboard.rules`): one setting per method,
+    chosen on validation; the entries that may be ranked, best primary-metric mean first (all
+    leaderboard metrics are higher-is-better; missing last), numbered; then the others, unranked,
+    each with its reasons. Every entry gets its paired difference from the best ranked entry."""
 
     def key(e: Entry) -> tuple:
         m = e.cells[primary].mean
         return (m is None, -(m or 0.0), e.label)
 
-    ordered = sorted(entries, key=key)
-    for i, e in enumerate(ordered, start=1):
+    chosen = choose_settings(entries, primary)
+    common = common_budget(chosen)
+    for e in chosen:
+        e.unranked = unranked_reasons(e, common)
+        e.flags += trivial_flags(e)
+    ranked = sorted((e for e in chosen if not e.unranked), key=key)
+    for i, e in enumerate(ranked, start=1):
         e.rank = i
-    if ordered:
+    ordered = ranked + sorted((e for e in chosen if e.unranked), key=key)
+    if ranked:
         compare_with_best(ordered, primary)
-        flag_seeds_and_budget(ordered)
     return ordered
 
 
@@ -241,8 +267,10 @@ def compare_with_best(ordered: list[Entry], primary: str) -> None:
             continue
         if not _same_test_rows(ordered[0], e):
             continue
-        c.vs_best = paired_difference(best.draws, c.draws, best.mean - c.mean)
-        c.tied_with_best = c.vs_best.low is not None and c.vs_best.low <= 0
+        c.diff_to_best = best.mean - c.mean
+        c.vs_best = paired_difference(best.draws, c.draws, c.diff_to_best)
+        low, high = c.vs_best.low, c.vs_best.high  # an unranked entry may lie above the best ranked one
+        c.tied_with_best = low is not None and high is not None and low <= 0 <= high
     if best.draws is not None:
         best.tied_with_best = True
 
@@ -256,20 +284,6 @@ def _same_test_rows(a: Entry, b: Entry) -> bool:
         for c in ("image_id", "label")
         if c in fa and c in fb
     )
-
-
-def flag_seeds_and_budget(ordered: list[Entry]) -> None:
-    """Say when an entry has fewer seeds than others, or was trained under another budget."""
-    most = max(len(e.runs) for e in ordered)
-    budgets = [e.runs[0].budget() for e in ordered]
-    common = max(budgets, key=lambda b: sum(b == o for o in budgets))
-    for e, b in zip(ordered, budgets, strict=True):
-        if len(e.runs) < most:
-            e.flags.append(f"{len(e.runs)} seed{'s' if len(e.runs) > 1 else ''} (others up to {most})")
-        differs = [f"{k} {b.get(k)} (most: {common.get(k)})" for k in common if b.get(k) != common.get(k)]
-        if differs:
-            e.flags.append("other training budget: " + ", ".join(differs))
-        e.flags += trivial_flags(e)
 
 
 def trivial_flags(e: Entry) -> list[str]:

@@ -33,11 +33,27 @@ def _task_title(cfg: LeaderboardConfig, task: str, boards: list[Board]) -> tuple
     return str(title), str(description)
 
 
+def standing(e: Any, board: Board, task_slug: str) -> dict[str, Any]:
+    """Where the entry stands under the board's rules, for its page: rank or reasons, how its
+    setting was chosen, and links to the settings searched beside it."""
+    chooser = next((x for x in board.entries if e is x or any(e is a for a in x.alternatives)), e)
+    return {
+        "rank": e.rank,
+        "unranked": e.unranked if e is chooser else [f"a setting not chosen on validation (chosen: {chooser.label})"],
+        "selection": chooser.selection,
+        "settings": [
+            {"label": x.variant or "default", "href": f"../{x.slug}/index.html", "here": x is e}
+            for x in (chooser, *chooser.alternatives)
+        ] if chooser.alternatives else [],
+        "rules": board.rules,
+    }  # fmt: skip
+
+
 def _entry_pages(
     env: Any, cfg: LeaderboardConfig, out: Path, task_slug: str, title: str, boards: list[Board]
 ) -> None:
     for board in boards:
-        for e in board.entries:
+        for e in board.all_entries:
             entry_page(
                 env,
                 cfg,
@@ -48,6 +64,7 @@ def _entry_pages(
                 columns=board.columns,
                 label=e.label,
                 cells=e.cells,
+                standing=standing(e, board, task_slug),
             )
 
 

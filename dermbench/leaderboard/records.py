@@ -200,25 +200,39 @@ class Run:
         return json.dumps(self.variant, sort_keys=True, default=str)
 
     def budget(self) -> dict[str, Any]:
-        """What a comparable group must hold fixed: model, init, epochs, learning rate, selection.
-
-        The learning rate is the value used: the record's resolved stages where it has them, else
-        the run's ``lr``, else the method recipe's optimizer default.
-        """
+        """What a comparable group must hold fixed: the model (None where the method names its own,
+        as a model zoo's entries do), init, epochs, the run's learning-rate override (None: the
+        method's own rate, part of its recipe like its loss), checkpoint selection and the
+        precision trained in."""
         cfg = self.record.get("config") or {}
-        stages = get_path(self.record, "resolved.stages") or []
-        lr = [s.get("lr") for s in stages] or [cfg.get("lr")]
-        if lr == [None]:
-            recipe = get_path(self.record, "method.recipe.stages") or []
-            lr = [get_path(s, "optimizer.options.lr") for s in recipe] or [None]
         return {
-            "model": cfg.get("model"),
+            "model": None if self.method_sets("model") else cfg.get("model"),
             "init": cfg.get("init"),
             "epochs": cfg.get("epochs"),
-            "lr": lr[0] if len(lr) == 1 else lr,
+            "lr": cfg.get("lr"),
             "select": cfg.get("select"),
             "precision": self.precision(),
         }
+
+    def method_sets(self, setting: str) -> bool:
+        """Whether the run's value of ``setting`` is the method's own (its recipe's profile sets it,
+        as a model zoo's entry names its architecture), not a choice of the run."""
+        profiles = get_path(self.record, "method.recipe.profiles") or {}
+        own = (profiles.get(str(self.record.get("profile"))) or {}) if isinstance(profiles, dict) else {}
+        cfg = self.record.get("config") or {}
+        return setting in own and own[setting] == cfg.get(setting)
+
+    def lr_used(self) -> Any:
+        """The learning rate the run trained at: each stage's, from the record's resolved stages
+        where it has them (one value when they agree), else the run's ``lr``, else the method
+        recipe's optimizer default."""
+        cfg = self.record.get("config") or {}
+        stages = get_path(self.record, "resolved.stages") or []
+        lr = [s.get("lr") for s in stages if s.get("lr") is not None] or [cfg.get("lr")]
+        if lr == [None]:
+            recipe = get_path(self.record, "method.recipe.stages") or []
+            lr = [get_path(s, "optimizer.options.lr") for s in recipe] or [None]
+        return lr[0] if len(set(map(str, lr))) == 1 else lr
 
     def threshold(self) -> float | None:
         return as_number(get_path(self.test_metrics, "operating_point.threshold"))

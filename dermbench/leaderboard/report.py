@@ -297,8 +297,10 @@ def entry_page(
     columns: list[str] | None = None,
     label: str | None = None,
     cells: dict[str, Cell] | None = None,
+    standing: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``page_dir/index.html`` and its images for the seeds ``runs`` of one entry."""
+    """Write ``page_dir/index.html`` and its images for the seeds ``runs`` of one entry;
+    ``standing`` (from the board) says where it stands under the board's rules."""
     first = runs[0]
     classes = first.classes
     primary = str(first.task["primary_metric"])
@@ -323,7 +325,7 @@ def entry_page(
         "recipe": _recipe_tables(method.get("recipe")),
         "options": _pairs((first.record.get("config") or {}).get("options")),
         "settings": _pairs(
-            {**{k: v for k, v in first.variant.items() if k != "options"}, "lr": first.budget()["lr"]}
+            {**{k: v for k, v in first.variant.items() if k != "options"}, "lr": first.lr_used()}
         ),
         "protocol": first.record["protocol"],
         "profile": first.record.get("profile"),
@@ -344,6 +346,7 @@ def entry_page(
         "overall": OVERALL,
         "op_fields": OP_FIELDS,
         "has_op": any(s["op"] for s in seeds),
+        "standing": standing,
     }
     return write_page(env, "entry.html", page_dir / "index.html", **context)
 

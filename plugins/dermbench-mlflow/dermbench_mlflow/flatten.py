@@ -66,8 +66,11 @@ def final_metrics(record: dict) -> dict[str, float]:
     out.update(metrics_of(gate.get("ood") or {}, "gate.ood."))
     out.update(metrics_of({"threshold_db": gate.get("threshold_db")}, "gate."))
     out.update(metrics_of(record.get("overfitting") or {}, "overfitting."))
-    if record.get("best_epoch") is not None:
-        out["best_epoch"] = float(record["best_epoch"])
+    best = record.get("best_epoch")  # one epoch, or one per model of an ensemble
+    if isinstance(best, list):
+        out.update({f"best_epoch.{i}": f for i, b in enumerate(best) if (f := number(b)) is not None})
+    elif (f := number(best)) is not None:
+        out["best_epoch"] = f
     return out
 
 

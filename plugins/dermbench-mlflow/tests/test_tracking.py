@@ -74,6 +74,15 @@ def test_a_run_is_an_mlflow_run_with_its_config_history_metrics_and_artifacts(tm
     assert json.loads(local.read_text())["run_id"] == record["run_id"]
 
 
+def test_an_ensemble_run_is_tracked_to_the_end_with_one_best_epoch_per_model(tmp_path):
+    record = run_tiny(tmp_path, plugins=PLUGINS, ensemble="cv2", **SMALL)
+    assert isinstance(record["best_epoch"], list) and len(record["best_epoch"]) == 2
+    (run,) = runs_of(client_for(tmp_path / "runs"))
+    assert run.info.status == "FINISHED"  # the end was tracked (a list of best epochs had failed it)
+    assert [run.data.metrics[f"best_epoch.{i}"] for i in range(2)] == [float(b) for b in record["best_epoch"]]
+    assert run.data.metrics["test.macro_f1"] == pytest.approx(record["metrics"]["test"]["macro_f1"])
+
+
 def test_the_stores_record_copies_are_not_runs_of_the_results_folder(tmp_path):
     from dermbench.leaderboard.records import load_runs
     from dermbench.leaderboard.verify import record_folders
