@@ -31,36 +31,36 @@ hookimpl = pluggy.HookimplMarker("dermbench")
 
 
 @hookspec
-def dermbench_register_datasets(register: Callable[[Component], None]) -> None:
+def dermbench_register_datasets(register: Callable[[Component | list[Component]], None]) -> None:
     """Register dataset adapters, read in their published layout.
 
-    :param register: call with a ``Component`` whose factory is a ``DatasetFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``DatasetFactory``:
         ``factory(options, path) -> DatasetRecords`` (``path`` is ``None`` for generated data).
     """
 
 
 @hookspec
-def dermbench_register_tasks(register: Callable[[Task], None]) -> None:
+def dermbench_register_tasks(register: Callable[[Task | list[Task]], None]) -> None:
     """Register tasks: a label space, mappings from each source's labels, how it is scored.
 
-    :param register: call with a ``dermbench.tasks.Task`` (or keep it as a ``tasks/*.toml`` file).
+    :param register: call with one item or a list of them: a ``dermbench.tasks.Task`` (or keep it as a ``tasks/*.toml`` file).
     """
 
 
 @hookspec
-def dermbench_register_models(register: Callable[[Component], None]) -> None:
+def dermbench_register_models(register: Callable[[Component | list[Component]], None]) -> None:
     """Register model architectures beyond timm's (names not registered are looked up in timm).
 
-    :param register: call with a ``Component`` whose factory is a ``ModelFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``ModelFactory``:
         ``factory(options, ctx: ModelContext) -> nn.Module`` returning ``(batch, classes)`` logits.
     """
 
 
 @hookspec
-def dermbench_register_losses(register: Callable[[Component], None]) -> None:
+def dermbench_register_losses(register: Callable[[Component | list[Component]], None]) -> None:
     """Register losses.
 
-    :param register: call with a ``Component`` whose factory is a ``LossFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``LossFactory``:
         ``factory(options, ctx: LossContext) -> nn.Module``; the module is a ``Loss``,
         ``loss(logits, targets) -> scalar`` with ``targets`` class indices (a batch transform's
         mixed targets are handled by weighting the loss, so a loss never sees soft labels).
@@ -68,38 +68,38 @@ def dermbench_register_losses(register: Callable[[Component], None]) -> None:
 
 
 @hookspec
-def dermbench_register_optimizers(register: Callable[[Component], None]) -> None:
+def dermbench_register_optimizers(register: Callable[[Component | list[Component]], None]) -> None:
     """Register optimisers.
 
-    :param register: call with a ``Component`` whose factory is an ``OptimizerFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is an ``OptimizerFactory``:
         ``factory(options, param_groups, ctx: OptimContext) -> torch.optim.Optimizer``.
     """
 
 
 @hookspec
-def dermbench_register_schedulers(register: Callable[[Component], None]) -> None:
+def dermbench_register_schedulers(register: Callable[[Component | list[Component]], None]) -> None:
     """Register learning-rate schedules, stepped once per epoch.
 
-    :param register: call with a ``Component`` whose factory is a ``SchedulerFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``SchedulerFactory``:
         ``factory(options, optimizer, ctx: OptimContext) -> scheduler``.
     """
 
 
 @hookspec
-def dermbench_register_samplers(register: Callable[[Component], None]) -> None:
+def dermbench_register_samplers(register: Callable[[Component | list[Component]], None]) -> None:
     """Register training samplers: the order of training images in an epoch.
 
-    :param register: call with a ``Component`` whose factory is a ``SamplerFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``SamplerFactory``:
         ``factory(options, labels, ctx: OptimContext) -> Sampler``; ``epoch_indices(seed)`` must
         depend on ``seed`` alone, so that a resumed run repeats it exactly.
     """
 
 
 @hookspec
-def dermbench_register_batch_transforms(register: Callable[[Component], None]) -> None:
+def dermbench_register_batch_transforms(register: Callable[[Component | list[Component]], None]) -> None:
     """Register batch transforms, applied between a training batch and the model (Mixup, CutMix).
 
-    :param register: call with a ``Component`` whose factory is a ``BatchTransformFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``BatchTransformFactory``:
         ``factory(options, ctx: BatchContext) -> BatchTransform``;
         ``transform(images, targets, gen) -> MixedBatch`` with normalised float NCHW images, class
         indices and the epoch's generator (the only source of randomness allowed).
@@ -107,30 +107,30 @@ def dermbench_register_batch_transforms(register: Callable[[Component], None]) -
 
 
 @hookspec
-def dermbench_register_stages(register: Callable[[Component], None]) -> None:
+def dermbench_register_stages(register: Callable[[Component | list[Component]], None]) -> None:
     """Register training stage runners (pretrain, train, finetune).
 
-    :param register: call with a ``Component`` whose factory is a ``StageFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``StageFactory``:
         ``factory(options, ctx: StageContext) -> StageResult``; it trains ``ctx.model`` in place,
         hands each history row to ``ctx.on_epoch_end`` and writes ``checkpoints/last.pt``.
     """
 
 
 @hookspec
-def dermbench_register_posthoc(register: Callable[[Component], None]) -> None:
+def dermbench_register_posthoc(register: Callable[[Component | list[Component]], None]) -> None:
     """Register post-hoc steps, fit on validation and applied unchanged to every split.
 
-    :param register: call with a ``Component`` whose factory is a ``PosthocFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``PosthocFactory``:
         ``factory(options, ctx: PosthocContext) -> PosthocStep`` with ``fit(y, probs, frame)`` and
         ``apply(y, probs, frame) -> dict``, stored under ``metrics.<split>.<step.key>``.
     """
 
 
 @hookspec
-def dermbench_register_predictors(register: Callable[[Component], None]) -> None:
+def dermbench_register_predictors(register: Callable[[Component | list[Component]], None]) -> None:
     """Register predictors, which turn a model and a batch into probabilities (e.g. TTA).
 
-    :param register: call with a ``Component`` whose factory is a ``PredictorFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``PredictorFactory``:
         ``factory(options, ctx: PredictorContext) -> Predictor``;
         ``predict(model, images, batch_size) -> np.ndarray`` with normalised float NCHW images
         already on the model's device.
@@ -138,20 +138,20 @@ def dermbench_register_predictors(register: Callable[[Component], None]) -> None
 
 
 @hookspec
-def dermbench_register_explainers(register: Callable[[Component], None]) -> None:
+def dermbench_register_explainers(register: Callable[[Component | list[Component]], None]) -> None:
     """Register explainers (saliency overlays).
 
-    :param register: call with a ``Component`` whose factory is an ``ExplainerFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is an ``ExplainerFactory``:
         ``factory(options, ctx: ExplainerContext) -> Explainer``;
         ``explain(model, images_uint8, targets, out_dir, names) -> list[Path]``.
     """
 
 
 @hookspec
-def dermbench_register_segmenters(register: Callable[[Component], None]) -> None:
+def dermbench_register_segmenters(register: Callable[[Component | list[Component]], None]) -> None:
     """Register lesion segmenters (``dermbench segment --method NAME``; docs/segmentation.md).
 
-    :param register: call with a ``Component`` whose factory is a ``SegmenterFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``SegmenterFactory``:
         ``factory(options, ctx: SegmentContext) -> Segmenter``; ``fit(images, masks) -> history``
         (uint8 ``(N, S, S, 3)``, bool ``(N, S, S)``; one row per epoch) and
         ``predict(images) -> masks`` (bool ``(N, S, S)``, the input's size); ``resolved`` (a dict
@@ -160,38 +160,38 @@ def dermbench_register_segmenters(register: Callable[[Component], None]) -> None
 
 
 @hookspec
-def dermbench_register_metrics(register: Callable[[Component], None]) -> None:
+def dermbench_register_metrics(register: Callable[[Component | list[Component]], None]) -> None:
     """Register extra metrics, computed on every scored split under ``metrics.<split>.extra``.
 
-    :param register: call with a ``Component`` whose factory is a ``MetricFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``MetricFactory``:
         ``factory(options, task: Task) -> Metric``; ``metric(y, probs, frame) -> value``. One that
         raises is recorded as undefined with the error, and the run goes on.
     """
 
 
 @hookspec
-def dermbench_register_launchers(register: Callable[[Component], None]) -> None:
+def dermbench_register_launchers(register: Callable[[Component | list[Component]], None]) -> None:
     """Register launchers: where and how a sweep's runs execute (``dermbench sweep --launcher NAME``).
 
-    :param register: call with a ``Component`` whose factory is a ``LauncherFactory``:
+    :param register: call with one item or a list of them: a ``Component`` whose factory is a ``LauncherFactory``:
         ``factory(options, ctx: LaunchContext) -> Launcher``; ``launcher.launch(jobs, progress) ->
         list[JobOutcome]``. A worker runs each ``RunJob`` with ``dermbench.launch.jobs.run_job``.
     """
 
 
 @hookspec
-def dermbench_register_methods(register: Callable[[Method], None]) -> None:
+def dermbench_register_methods(register: Callable[[Method | list[Method]], None]) -> None:
     """Register methods: recipes of named components, their defaults and protocol profiles.
 
-    :param register: call with a ``dermbench.components.Method``.
+    :param register: call with one item or a list of them: a ``dermbench.components.Method``.
     """
 
 
 @hookspec
-def dermbench_register_sweeps(register: Callable[[SweepPreset], None]) -> None:
+def dermbench_register_sweeps(register: Callable[[SweepPreset | list[SweepPreset]], None]) -> None:
     """Register sweep presets, run by ``dermbench sweep --preset NAME``.
 
-    :param register: call with a ``dermbench.components.SweepPreset``.
+    :param register: call with one item or a list of them: a ``dermbench.components.SweepPreset``.
     """
 
 

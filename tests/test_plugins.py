@@ -68,6 +68,20 @@ def test_inline_plugin_registers_with_its_name_and_typed_options():
         comp.make_options({"gamma": "abc"})
 
 
+def test_register_takes_a_list_and_a_duplicate_inside_it_is_refused():
+    def several(register):
+        register([Component(n, lambda o, ctx: o, "a loss", options=GammaOptions) for n in ("l1", "l2")])
+
+    pl = load_plugins(extra=[("many", plugin(dermbench_register_losses=several))], autoload=False)
+    assert {"l1", "l2"} <= set(pl.registries.losses.names()) and not pl.failures
+
+    def twice(register):
+        register([Component("l3", lambda o, ctx: o, "a loss", options=GammaOptions)] * 2)
+
+    pl = load_plugins(extra=[("twice", plugin(dermbench_register_losses=twice))], autoload=False)
+    assert "l3" not in pl.registries.losses.names() and "'l3' is registered twice" in pl.failures[0].error
+
+
 def test_duplicate_name_is_refused_naming_both_plugins():
     pl = load_plugins(
         extra=[

@@ -287,6 +287,21 @@ def _seed_view(r: Run, i: int, primary: str, page_dir: Path) -> dict[str, Any]:
     }
 
 
+def _method_card(first: Run) -> dict[str, Any]:
+    """The method card's parts: notes, recipe tables, component options and run settings."""
+    method = first.method
+    return {
+        "notes": (method.get("recipe") or {}).get("notes")
+        if isinstance(method.get("recipe"), dict)
+        else None,
+        "recipe": _recipe_tables(method.get("recipe")),
+        "options": _pairs((first.record.get("config") or {}).get("options")),
+        "settings": _pairs(
+            {**{k: v for k, v in first.variant.items() if k != "options"}, "lr": first.lr_used()}
+        ),
+    }
+
+
 def entry_page(
     env: jinja2.Environment,
     cfg: LeaderboardConfig,
@@ -299,8 +314,8 @@ def entry_page(
     cells: dict[str, Cell] | None = None,
     standing: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``page_dir/index.html`` and its images for the seeds ``runs`` of one entry;
-    ``standing`` (from the board) says where it stands under the board's rules."""
+    """Write ``page_dir/index.html`` and its images for the seeds ``runs`` of one entry
+    (``standing``, from the board: where it stands under the board's rules)."""
     first = runs[0]
     classes = first.classes
     primary = str(first.task["primary_metric"])
@@ -319,14 +334,7 @@ def entry_page(
         "label": label or str(method["name"]),
         "task": first.task,
         "method": method,
-        "notes": (method.get("recipe") or {}).get("notes")
-        if isinstance(method.get("recipe"), dict)
-        else None,
-        "recipe": _recipe_tables(method.get("recipe")),
-        "options": _pairs((first.record.get("config") or {}).get("options")),
-        "settings": _pairs(
-            {**{k: v for k, v in first.variant.items() if k != "options"}, "lr": first.lr_used()}
-        ),
+        **_method_card(first),
         "protocol": first.record["protocol"],
         "profile": first.record.get("profile"),
         "data": _data_view(first),

@@ -124,10 +124,14 @@ def _collect(plugin: Any, name: str, registries: Registries) -> None:
     Items are staged first so a plugin that raises half-way leaves no partial registrations.
     """
     staged: list[tuple[str, Any]] = []
+
+    def stage(kind: str, item: Any) -> None:  # one item, or a list or tuple of them
+        staged.extend((kind, i) for i in (item if isinstance(item, list | tuple) else [item]))
+
     for kind in CONTRACTS:
         impl = getattr(plugin, f"dermbench_register_{kind}", None)
         if impl is not None:
-            impl(register=lambda item, _kind=kind: staged.append((_kind, item)))
+            impl(register=lambda item, _kind=kind: stage(_kind, item))
     scratch = Registries()
     for kind, item in staged:  # duplicates inside the plugin, or against earlier plugins
         if item.name in registries.of(kind):

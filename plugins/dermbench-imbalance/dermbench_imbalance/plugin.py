@@ -259,11 +259,9 @@ METHODS = (
 
 @hookimpl
 def dermbench_register_losses(register: Any) -> None:
-    for loss in LOSSES:
-        register(loss)
+    register(LOSSES)
 
 
 @hookimpl
 def dermbench_register_methods(register: Any) -> None:
-    for method in METHODS:
-        register(method)
+    register(METHODS)

@@ -1,4 +1,4 @@
-"""Where and what to track, from environment variables (MLflow's own and four of the plugin's).
+"""Where and what to track, from environment variables (MLflow's own and five of the plugin's).
 
 - ``MLFLOW_TRACKING_URI`` (MLflow's): the store. Unset, the plugin uses a local SQLite store in
   ``mlruns/`` beside the run's results folder (``<out>/mlruns/mlflow.db``, artifacts under
@@ -9,6 +9,9 @@
   artifacts; rendering it takes a few seconds a run.
 - ``DERMBENCH_TENSORBOARD``: ``1`` writes TensorBoard scalars to ``<out>/tensorboard/<run id>``,
   a path writes them under that path; unset or ``0``: none.
+- ``DERMBENCH_MLFLOW_LOG``: the level of MLflow's own log lines (default ``WARNING``: its INFO
+  lines, such as "Creating initial MLflow database tables...", are left out of a run's output;
+  ``INFO`` or ``DEBUG`` shows them).
 - ``DERMBENCH_MLFLOW_RETRIES``: HTTP retries of a remote tracking server (default 2, not MLflow's
   7 with backoff, so that a server that is down costs seconds, not minutes, per call); it sets
   ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` unless that is set already.
@@ -29,6 +32,7 @@ class Settings:
     tracking_uri: str | None  # None: the local store beside the results
     plots: bool
     tensorboard: str | None  # None: off; "" : <out>/tensorboard; else a folder
+    log_level: str = "WARNING"  # of MLflow's own loggers
 
     def store_uri(self, out: str) -> str:
         return self.tracking_uri or f"sqlite:///{local_store(out) / 'mlflow.db'}"
@@ -58,4 +62,17 @@ def read_settings(env: dict[str, str] | None = None) -> Settings:
         tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
         plots=env.get("DERMBENCH_MLFLOW_PLOTS", "1").strip().lower() not in OFF,
         tensorboard=None if tb.lower() in OFF | {""} else ("" if tb == "1" else tb),
+        log_level=log_level(env.get("DERMBENCH_MLFLOW_LOG", "WARNING")),
     )
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(raw: str) -> str:
+    level = raw.strip().upper() or "WARNING"
+    if level not in LEVELS:
+        from dermbench.errors import ConfigError
+
+        raise ConfigError(f"DERMBENCH_MLFLOW_LOG={raw!r}: expected one of {', '.join(LEVELS)}")
+    return level

@@ -20,6 +20,7 @@ mlflow is imported when the first run starts, never when dermbench starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -60,6 +61,8 @@ class MlflowTracker:
 
         uri = self.settings.store_uri(out)
         if uri not in self.clients:
+            logging.getLogger("mlflow").setLevel(self.settings.log_level)  # its INFO lines: off by default
+            logging.getLogger("alembic").setLevel(self.settings.log_level)
             if uri.startswith("sqlite:///"):
                 store = Path(uri.removeprefix("sqlite:///")).parent
                 store.mkdir(parents=True, exist_ok=True)

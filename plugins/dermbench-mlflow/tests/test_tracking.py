@@ -83,6 +83,21 @@ def test_an_ensemble_run_is_tracked_to_the_end_with_one_best_epoch_per_model(tmp
     assert run.data.metrics["test.macro_f1"] == pytest.approx(record["metrics"]["test"]["macro_f1"])
 
 
+def test_mlflow_is_quiet_by_default_and_speaks_when_asked(tmp_path, capfd, monkeypatch):
+    run_tiny(tmp_path / "quiet", plugins=PLUGINS, **SMALL)  # a new store: MLflow creates its tables
+    assert "INFO mlflow" not in capfd.readouterr().err
+    monkeypatch.setenv("DERMBENCH_MLFLOW_LOG", "info")
+    run_tiny(tmp_path / "loud", plugins=PLUGINS, **SMALL)
+    assert "INFO mlflow" in capfd.readouterr().err
+    monkeypatch.setenv("DERMBENCH_MLFLOW_LOG", "chatty")
+    from dermbench_mlflow.settings import read_settings
+
+    from dermbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DERMBENCH_MLFLOW_LOG='chatty'"):
+        read_settings()
+
+
 def test_the_stores_record_copies_are_not_runs_of_the_results_folder(tmp_path):
     from dermbench.leaderboard.records import load_runs
     from dermbench.leaderboard.verify import record_folders

@@ -114,8 +114,7 @@ METHODS = (
 
 @hookimpl
 def dermbench_register_methods(register):
-    for method in METHODS:
-        register(method)
+    register(METHODS)
 
 
 ABLATION = SweepPreset(

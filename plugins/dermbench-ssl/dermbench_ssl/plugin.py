@@ -139,8 +139,7 @@ METHODS = (
 
 @hookimpl
 def dermbench_register_methods(register):
-    for method in METHODS:
-        register(method)
+    register(METHODS)
 
 
 STUDY = SweepPreset(

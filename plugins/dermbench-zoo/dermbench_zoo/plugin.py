@@ -76,14 +76,12 @@ METHODS = tuple(
 
 @hookimpl
 def dermbench_register_models(register):
-    for component in MODELS:
-        register(component)
+    register(MODELS)
 
 
 @hookimpl
 def dermbench_register_methods(register):
-    for method in METHODS:
-        register(method)
+    register(METHODS)
 
 
 STUDY = SweepPreset(
