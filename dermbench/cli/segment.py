@@ -70,7 +70,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from dermbench.errors import ConfigError
     from dermbench.plugins import load_plugins
     from dermbench.segmentation import sweep
-    from dermbench.segmentation.run import SegmentationConfig, format_segmentation
+    from dermbench.segmentation.run import SegmentationConfig, check_sources, format_segmentation
 
     names = SegmentationConfig.__dataclass_fields__
     cfg = SegmentationConfig(**{k: v for k, v in vars(args).items() if k in names and k != "options"})
@@ -79,6 +79,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise ConfigError(
             "dermbench segment needs --masks, or --backgrounds HAM10000_PATH for synthetic composites"
         )
+    check_sources(cfg)  # before any run folder is made
     registries = load_plugins().registries
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else [cfg.seed]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else [cfg.method]

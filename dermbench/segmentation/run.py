@@ -48,18 +48,46 @@ class SegmentationConfig:
     options: tuple[tuple[str, str], ...] = ()  # the segmenter's options, --opt NAME=VALUE
 
 
+def mask_sources(cfg: SegmentationConfig) -> tuple[str, list[Path]]:
+    """``--masks KIND=PATH``'s kind and folders, each checked to be a folder."""
+    kind, _, path = cfg.masks.partition("=")
+    if kind == "isic2018_task1" and path:
+        folders = [path]
+    elif kind == "ham10000" and "," in path:
+        folders = path.split(",", 1)
+    else:
+        raise ConfigError(f"--masks {cfg.masks!r}: expected isic2018_task1=PATH or ham10000=IMAGES,MASKS")
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise DataError(f"--masks {cfg.masks}: {folder} is not a folder")
+    return kind, [Path(f) for f in folders]
+
+
+def background_files(cfg: SegmentationConfig) -> list[Path]:
+    """The photographs ``--backgrounds`` gives the composites' skin from (the first 400)."""
+    folder = Path(cfg.backgrounds) / "images"
+    files = sorted(folder.glob("*.jpg"))[:400]
+    if not files:
+        raise DataError(f"{folder}: no JPEG photographs to cut the composites' skin from (--backgrounds)")
+    return files
+
+
+def check_sources(cfg: SegmentationConfig) -> None:
+    """The run's images can be found: checked before any folder is made."""
+    if cfg.masks:
+        mask_sources(cfg)
+    elif cfg.backgrounds:
+        background_files(cfg)
+
+
 def load_data(cfg: SegmentationConfig) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
     """The images, masks and a frame (image_id, group, y) of the configured source."""
     from dermbench.segmentation import masks as M
 
     if cfg.masks:
-        kind, _, path = cfg.masks.partition("=")
-        if kind == "isic2018_task1":
-            items = M.isic2018_task1(path)
-        elif kind == "ham10000" and "," in path:
-            items = M.ham10000_masks(*path.split(",", 1))
-        else:
-            raise ConfigError(f"--masks {cfg.masks!r}: expected isic2018_task1=PATH or ham10000=IMAGES,MASKS")
+        kind, folders = mask_sources(cfg)
+        path = cfg.masks.partition("=")[2]
+        items = M.isic2018_task1(folders[0]) if kind == "isic2018_task1" else M.ham10000_masks(*folders)
         images, masks = M.load_pairs(items, cfg.image_size)
         ids = [it.image_id for it in items]
         groups = [M.group_of(it) for it in items]
@@ -85,10 +113,8 @@ def _composites(
 
     from dermbench.segmentation.composites import make_composites
 
-    folder = Path(cfg.backgrounds) / "images"
-    files = sorted(folder.glob("*.jpg"))[:400]
-    if not files:
-        raise DataError(f"{folder}: no JPEG photographs to cut the composites' skin from (--backgrounds)")
+    files = background_files(cfg)
+    folder = files[0].parent
     photos = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     images, masks, meta = make_composites(
         photos, cfg.composites, cfg.image_size, cfg.seed, [f.stem for f in files]
@@ -156,6 +182,7 @@ def run_segmentation(
     registries = load_plugins().registries if registries is None else registries
     cfg = replace(cfg, method=cfg.method or registries.default_of("segmenters"))
     registries.segmenters.get(cfg.method)  # an unknown name is an error listing the known ones
+    check_sources(cfg)
     run_dir = prepare_run_dir(cfg, resume, force)
     start = time.time()
     frame, images, masks, info = load_data(cfg)
