@@ -108,3 +108,55 @@ def test_a_run_records_the_packaged_weights(offline, tmp_path):
     assert record["resolved"]["input_normalisation"]["mean"] == [0.5, 0.5, 0.5]
     random = run_tiny(tmp_path, task="ham7", synthetic_n=120)
     assert random["resolved"]["init_weights"] == {"source": "random"}
+
+
+@needs_lite0
+def test_a_new_head_over_imagenet_weights_starts_at_pytorchs_fan_in_scale(offline):
+    """timm's EfficientNet draws its classifier U(+-1/sqrt(fan_out)) for ImageNet's 1000 classes:
+    for 2 classes over 1280 features that is U(+-0.71), logits of size ~10 on pooled features.
+    ``head_init=fan_in`` (the default) redraws it U(+-1/sqrt(1280)) = U(+-0.028); the backbone is
+    the packaged weights either way."""
+    from dermbench.models.build import build_model
+    from dermbench.plugins import load_plugins
+
+    reg = load_plugins(autoload=False).registries.models
+    ctx = ModelContext(2, 128, "imagenet")
+    torch.manual_seed(0)
+    fan_in = build_model("efficientnet_lite0", ctx, reg, head_init="fan_in")
+    torch.manual_seed(0)
+    own = build_model("efficientnet_lite0", ctx, reg, head_init="model")
+    bound = 1 / 1280**0.5
+    assert fan_in.get_classifier().weight.abs().max() <= bound < 0.5 < own.get_classifier().weight.abs().max()
+    assert torch.equal(fan_in.state_dict()["conv_stem.weight"], own.state_dict()["conv_stem.weight"])
+    assert describe_init_weights(fan_in, "imagenet")["head"].startswith("fan_in")
+    assert describe_init_weights(own, "imagenet")["head"] == "the model's own"
+    torch.manual_seed(0)
+    scratch = build_model("efficientnet_lite0", ModelContext(2, 128, "random"), reg, head_init="fan_in")
+    assert scratch.get_classifier().weight.abs().max() > 0.5  # from random weights: the model's own init
+
+
+def test_a_head_loaded_from_a_weights_file_is_kept(tmp_path):
+    from dermbench.models.build import build_model
+    from dermbench.plugins import load_plugins
+
+    reg = load_plugins(autoload=False).registries.models
+    source = create_timm_model("resnet18", ModelContext(3, 64, "random"))
+    torch.save(source.state_dict(), tmp_path / "w.pth")
+    same = build_model("resnet18", ModelContext(3, 64, str(tmp_path / "w.pth")), reg, head_init="fan_in")
+    assert torch.equal(same.get_classifier().weight, source.get_classifier().weight)
+    assert describe_init_weights(same, str(tmp_path / "w.pth"))["head"] == "from the weights"
+    other = build_model("resnet18", ModelContext(5, 64, str(tmp_path / "w.pth")), reg, head_init="fan_in")
+    assert describe_init_weights(other, str(tmp_path / "w.pth"))["head"].startswith("fan_in")
+
+
+def test_head_init_is_part_of_a_pretrained_runs_identity_only():
+    from dermbench.run.config import RunConfig
+
+    base = {"task": "ham7", "method": "ce"}
+    ids = {
+        (init, head): RunConfig(**base, init=init, head_init=head).run_id
+        for init in ("random", "imagenet")
+        for head in ("fan_in", "model")
+    }
+    assert ids[("random", "fan_in")] == ids[("random", "model")]  # no new head over random weights
+    assert ids[("imagenet", "fan_in")] != ids[("imagenet", "model")]

@@ -28,6 +28,12 @@ RUN_FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--split-seed", {"type": ascii_int, "help": "split seed, fixed across training seeds (default 0)"}),
     ("--model", {"help": "a registered model or any timm model name, e.g. resnet18"}),
     ("--init", {"help": "imagenet | random | PATH to a weights file"}),
+    (
+        "--head-init",
+        {
+            "help": "a new classifier over loaded weights: fan_in (default, PyTorch's) | model (the architecture's own)"
+        },
+    ),
     ("--image-size", {"type": ascii_int}),
     ("--epochs", {"type": ascii_int}),
     ("--batch-size", {"type": ascii_int}),

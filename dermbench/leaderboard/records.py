@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dermbench.errors import DataError
-from dermbench.run.identity import NON_IDENTITY, as_before
+from dermbench.run.identity import NON_IDENTITY, as_before, normalised
 from dermbench.run.record import RECORD_NAME, SCHEMA, find_records, read_record
 
 # Settings that do not change what a run computes (dermbench.run.identity), or that a GroupKey
@@ -180,7 +180,7 @@ class Run:
         the value earlier runs had (a record made before it existed lacks it), and out-of-distribution
         sets are named, not located (their paths differ between machines, as the data's do)."""
         cfg = self.record.get("config") or {}
-        out = {k: v for k, v in cfg.items() if k not in NOT_VARIANT and not as_before(k, v)}
+        out = {k: v for k, v in normalised(cfg).items() if k not in NOT_VARIANT and not as_before(k, v)}
         if isinstance(out.get("ood_data"), dict):
             out["ood_data"] = sorted(out["ood_data"])
         out["precision"] = self.precision()  # as trained: `auto` resolves per machine and model
@@ -208,6 +208,7 @@ class Run:
         return {
             "model": None if self.method_sets("model") else cfg.get("model"),
             "init": cfg.get("init"),
+            "head_init": normalised(cfg).get("head_init", "model"),
             "epochs": cfg.get("epochs"),
             "lr": cfg.get("lr"),
             "select": cfg.get("select"),

@@ -72,6 +72,7 @@ def _imagenet(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Module
                 **cfg,
                 "weights": {"source": "timm hub", "pretrained_cfg": _cfg_name(cfg)},
             }
+            model.dermbench_head_from_weights = ctx.num_classes == cfg.get("num_classes")
             return model
     if source is not None and source.path() is not None and ctx.in_chans == 3:
         model = _create_timm_model(
@@ -79,6 +80,7 @@ def _imagenet(name: str, ctx: ModelContext, kwargs: dict[str, Any]) -> nn.Module
         )
         info = load_packaged(model, name, source)
         model.pretrained_cfg = {**model.pretrained_cfg, "weights": info}
+        model.dermbench_head_from_weights = False  # the packages' heads are ImageNet's 1000 classes
         return model
     raise ConfigError(f"{missing_message(name, source)} (timm: {hub_error})")
 
@@ -88,16 +90,25 @@ def _cfg_name(cfg: dict[str, Any]) -> str:
 
 
 def describe_init_weights(model: nn.Module, init: str) -> dict[str, Any]:
-    """What the run record says of the weights a model started from (``resolved.init_weights``)."""
+    """What the run record says of the weights a model started from (``resolved.init_weights``),
+    and how its classifier started (``head``)."""
     if init == "random":
         return {"source": "random"}
+    head = {"head": getattr(model, "dermbench_head_init", "the model's own")}
+    if getattr(model, "dermbench_head_from_weights", False):
+        head = {"head": "from the weights"}
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if isinstance(cfg.get("weights"), dict):
-        return dict(cfg["weights"])
+        return {**cfg["weights"], **head}
     if init == "imagenet":
-        return {"source": "model's own", "pretrained_cfg": _cfg_name(cfg) if cfg else None}
+        return {"source": "model's own", "pretrained_cfg": _cfg_name(cfg) if cfg else None, **head}
     path = Path(init)
-    return {"source": "file", "file": str(path), "sha256": sha256_of(path) if path.is_file() else None}
+    return {
+        "source": "file",
+        "file": str(path),
+        "sha256": sha256_of(path) if path.is_file() else None,
+        **head,
+    }
 
 
 def hub_weights_reachable(name: str, timeout: float = 3.0) -> bool:
@@ -149,15 +160,16 @@ def _from_file(name: str, ctx: ModelContext, head: Any, kwargs: dict[str, Any]) 
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    load_backbone(model, state, f"--init {path}: cannot load these weights into {name!r}")
+    loaded = load_backbone(model, state, f"--init {path}: cannot load these weights into {name!r}")
+    model.dermbench_head_from_weights = loaded
     return model
 
 
-def load_backbone(model: nn.Module, state: dict[str, Any], where: str) -> None:
+def load_backbone(model: nn.Module, state: dict[str, Any], where: str) -> bool:
     """Load ``state`` into ``model`` strictly: every weight but the classifier's must be found and
     fit. A classifier of another shape (another task's classes, a linear head where the model has
     an MLP) is left out and stays freshly initialised; anything else is an error, never a silent
-    partial load."""
+    partial load. Returns whether the classifier came from ``state``."""
     own = model.state_dict()
     head_keys, prefix = classifier_keys(model)
     state = {
@@ -174,6 +186,7 @@ def load_backbone(model: nn.Module, state: dict[str, Any], where: str) -> None:
             f"(e.g. {unexpected[:3]}), {len(wrong_shape)} of another shape (e.g. {wrong_shape[:3]})"
         )
     model.load_state_dict(state, strict=False)
+    return bool(head_keys) and head_keys <= set(state)
 
 
 def classifier_keys(model: nn.Module) -> tuple[set[str], str]:
@@ -185,14 +198,43 @@ def classifier_keys(model: nn.Module) -> tuple[set[str], str]:
     return {k for k in model.state_dict() if k.startswith(prefix)}, prefix
 
 
+HEAD_INITS = ("fan_in", "model")
+
+
 def build_model(
-    name: str, ctx: ModelContext, registry: Any, options: dict[str, Any] | None = None
+    name: str,
+    ctx: ModelContext,
+    registry: Any,
+    options: dict[str, Any] | None = None,
+    head_init: str = "model",
 ) -> nn.Module:
-    """A registered model by name, else a timm model (options go to ``timm.create_model``, e.g. drop_rate)."""
+    """A registered model by name, else a timm model (options go to ``timm.create_model``, e.g.
+    drop_rate). ``head_init`` says how a timm model's new classifier starts when the rest comes
+    from weights: ``fan_in`` (:func:`reset_new_head`) or ``model`` (the architecture's own init)."""
     if name in registry:
-        return registry.build(name, options or {}, ctx)
+        model = registry.build(name, options or {}, ctx)
+        model.dermbench_head_init = "the registered model's own"
+        return model
     rest, head = split_head_options(dict(options or {}))
-    return create_timm_model(name, ctx, head, **{k: literal_option(v) for k, v in rest.items()})
+    model = create_timm_model(name, ctx, head, **{k: literal_option(v) for k, v in rest.items()})
+    model.dermbench_head_init = "the model's own"
+    if head is not None:
+        model.dermbench_head_init = "the MLP head's layers: PyTorch's default (fan-in)"
+    elif head_init == "fan_in" and getattr(model, "dermbench_head_from_weights", True) is False:
+        reset_new_head(model)
+    return model
+
+
+def reset_new_head(model: nn.Module) -> None:
+    """Re-draw a new classifier's layers with PyTorch's default for them, scaled by fan-in:
+    weights and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the scale of a new head in torchvision's
+    and Keras's fine-tuning recipes. Some architectures initialise their classifier for ImageNet's
+    1000 classes (timm's EfficientNet and MobileNet: U(+-1/sqrt(fan_out)), std 0.41 for 2 classes
+    over 1280 features), which starts a few-class head with logits of size ~10."""
+    for m in classifier_module(model).modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            m.reset_parameters()
+    model.dermbench_head_init = "fan_in: PyTorch's default, U(+-1/sqrt(fan_in))"
 
 
 def literal_option(value: Any) -> Any:
@@ -210,4 +252,5 @@ def literal_option(value: Any) -> Any:
 def build_run_model(cfg: Any, task: Any, registries: Any) -> nn.Module:
     """The model a run trains: ``cfg.model`` with ``task``'s classes, initialised as ``cfg.init``."""
     ctx = ModelContext(num_classes=task.num_classes, image_size=cfg.image_size, init=cfg.init)
-    return build_model(cfg.model, ctx, registries.models, cfg.component_options("model"))
+    head_init = getattr(cfg, "head_init", "model")
+    return build_model(cfg.model, ctx, registries.models, cfg.component_options("model"), head_init)

@@ -25,9 +25,10 @@ from dermbench.data.duplicates import MODES as DUPLICATE_MODES
 from dermbench.data.mapped import MODES as IMAGE_MEMORY_MODES
 from dermbench.errors import ConfigError
 from dermbench.gate import check_gate_settings
+from dermbench.models.build import HEAD_INITS
 from dermbench.plugins.options import build_options
 from dermbench.predict.tta import VIEWS as TTA_VIEWS
-from dermbench.run.identity import NON_IDENTITY, as_before
+from dermbench.run.identity import NON_IDENTITY, as_before, normalised
 from dermbench.stages.augment import POLICIES as AUGMENT_POLICIES
 from dermbench.stages.precision import PRECISIONS
 from dermbench.stages.selection import MODES as SELECT_MODES
@@ -82,6 +83,9 @@ class RunConfig:
     )
     model: str = "resnet18"
     init: str = "random"  # imagenet | random | PATH to weights
+    head_init: str = (
+        "fan_in"  # a new classifier over loaded weights: fan_in | model (models.build.reset_new_head)
+    )
     image_size: int = 64
     epochs: int = 8
     batch_size: int = 32
@@ -131,7 +135,7 @@ class RunConfig:
         d["ood_data"] = {k: str(Path(v).resolve()) if v else "" for k, v in d["ood_data"].items()}
         if d["split_file"] is not None:
             d["split_file"] = str(Path(d["split_file"]).resolve())
-        return {k: v for k, v in d.items() if not as_before(k, v)}
+        return {k: v for k, v in normalised(d).items() if not as_before(k, v)}
 
     def config_hash(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
@@ -314,6 +318,7 @@ def validate(cfg: RunConfig) -> None:
         ("near_duplicates", cfg.near_duplicates, DUPLICATE_MODES),
         ("image_memory", cfg.image_memory, IMAGE_MEMORY_MODES),
         ("precision", cfg.precision, PRECISIONS),
+        ("head_init", cfg.head_init, HEAD_INITS),
     ):
         if value not in allowed:
             raise ConfigError(f"{setting} must be one of {', '.join(allowed)}, got {value!r}")

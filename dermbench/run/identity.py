@@ -34,7 +34,10 @@ LATER_SETTINGS: dict[str, Callable[[Any], bool]] = {
     "near_duplicates": lambda v: v == "off",
     "split_fractions": lambda v: v is not None and tuple(v) == (0.7, 0.15, 0.15),
     "split_file": lambda v: v is None,
-    "precision": lambda v: v == "auto",  # before it: fp32 on the CPU, bf16 on CUDA, as auto chooses there
+    "precision": lambda v: v == "auto",
+    "head_init": lambda v: (
+        v == "model"
+    ),  # before it: every new classifier started as its architecture's  # before it: fp32 on the CPU, bf16 on CUDA, as auto chooses there
 }
 
 
@@ -42,3 +45,12 @@ def as_before(key: str, value: Any) -> bool:
     """True when ``value`` of the setting ``key`` is what runs did before the setting existed."""
     rule = LATER_SETTINGS.get(key)
     return rule is not None and rule(value)
+
+
+def normalised(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with each setting that does nothing under the others read as its old value:
+    ``head_init`` concerns a new classifier over loaded weights, so from random weights (the whole
+    model the architecture's own) it is ``model``, as before it existed."""
+    if config.get("init") == "random" and "head_init" in config:
+        return {**config, "head_init": "model"}
+    return config
