@@ -150,3 +150,25 @@ def test_a_setting_that_changes_results_still_splits_entries(tmp_path):
     }
     assert variant(ood_data=moved) == base
     assert variant(ood_data={"noise": ""}) != base
+
+
+def test_the_method_page_shows_every_setting_used_and_marks_overrides(tmp_path):
+    """`--opt loss.label_smoothing=0.2 --lr 0.003` on a real run: the method page's settings table
+    shows both values, marked as overridden by the run, beside the recipe's own settings."""
+    record = run_tiny(tmp_path, method="erm", lr=0.003, options={"loss.label_smoothing": 0.2})
+    index = build_site(tmp_path / "runs", tmp_path / "site", None)
+    page = next((index.parent / "entry").rglob("index.html")).read_text()
+    section = page[page.index("<h3>Settings used</h3>") : page.index('<section id="data">')]
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", section)
+    by_key = {(slot, key): (value, who) for slot, key, value, who in rows}
+    assert by_key[("loss", "label_smoothing")] == (
+        "0.200",
+        "overridden by the run (--opt loss.label_smoothing)",
+    )
+    assert by_key[("optimizer", "lr")] == ("0.003", "overridden by the run (--lr)")
+    assert by_key[("stage", "epochs")][0] == str(record["config"]["epochs"])
+    assert all(
+        who != "overridden by the run (--opt loss.label_smoothing)"
+        for (s, k), (_, who) in by_key.items()
+        if k != "label_smoothing"
+    )

@@ -25,6 +25,7 @@ from dermbench.leaderboard.config import LeaderboardConfig, read_config
 from dermbench.leaderboard.generic import flatten, to_tables
 from dermbench.leaderboard.records import Run, as_number, get_path, inside, read_run, slug
 from dermbench.leaderboard.render import environment, prepare_out, write_page
+from dermbench.leaderboard.settings_view import settings_tables
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 MAX_CAMS = 48
@@ -295,6 +296,7 @@ def _method_card(first: Run) -> dict[str, Any]:
         if isinstance(method.get("recipe"), dict)
         else None,
         "recipe": _recipe_tables(method.get("recipe")),
+        "settings_used": settings_tables(first.record),
         "options": _pairs((first.record.get("config") or {}).get("options")),
         "settings": _pairs(
             {**{k: v for k, v in first.variant.items() if k != "options"}, "lr": first.lr_used()}

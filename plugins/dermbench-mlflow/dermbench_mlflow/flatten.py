@@ -45,6 +45,17 @@ def params_of(config: dict) -> dict[str, str]:
     return out
 
 
+def resolved_params(record: dict) -> dict[str, str]:
+    """Each stage's settings as the run resolved them (``resolved.0.train.loss.options.gamma``):
+    the loss, optimiser, scheduler and batch transform with every option, the epochs and the rate
+    the stage trained at, whether the recipe, a default or ``--opt`` set them."""
+    tree = {}
+    for i, stage in enumerate((record.get("resolved") or {}).get("stages") or []):
+        keep = ("epochs", "lr", "loss", "optimizer", "scheduler", "batch_transform")
+        tree[f"{i}.{stage.get('stage', 'stage')}"] = {k: stage[k] for k in keep if stage.get(k) is not None}
+    return params_of({"resolved": tree}) if tree else {}
+
+
 def number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None

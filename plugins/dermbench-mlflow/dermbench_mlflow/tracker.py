@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dermbench.run.record import COPIES_MARKER
-from dermbench_mlflow.flatten import final_metrics, params_of, row_metrics, run_tags
+from dermbench_mlflow.flatten import final_metrics, params_of, resolved_params, row_metrics, run_tags
 from dermbench_mlflow.settings import Settings
 
 BATCH = 100  # MLflow takes at most 100 parameters or tags, 1,000 metrics, per batch
@@ -134,6 +134,7 @@ class MlflowTracker:
         finals = [Metric(k, v, stamp, 0) for k, v in final_metrics(record).items()]
         for chunk in _chunks(finals, 1000):
             tracked.client.log_batch(tracked.mlflow_run_id, metrics=chunk)
+        self.log_params(tracked.client, tracked.mlflow_run_id, resolved_params(record))
         self.log_files(tracked, record, Path(run_dir))
         tracked.client.set_terminated(tracked.mlflow_run_id, status="FINISHED")
 

@@ -74,6 +74,19 @@ def test_a_run_is_an_mlflow_run_with_its_config_history_metrics_and_artifacts(tm
     assert json.loads(local.read_text())["run_id"] == record["run_id"]
 
 
+def test_every_resolved_setting_is_a_parameter_overrides_included(tmp_path):
+    record = run_tiny(tmp_path, plugins=PLUGINS, options={"loss.label_smoothing": 0.2}, **SMALL)
+    (run,) = runs_of(client_for(tmp_path / "runs"))
+    params = run.data.params
+    stage = record["resolved"]["stages"][0]
+    prefix = f"resolved.0.{stage['stage']}"
+    assert params[f"{prefix}.loss.name"] == stage["loss"]["name"]
+    assert params[f"{prefix}.loss.options.label_smoothing"] == "0.2"  # the --opt override
+    assert params[f"{prefix}.optimizer.name"] == stage["optimizer"]["name"]
+    assert float(params[f"{prefix}.lr"]) == pytest.approx(stage["lr"])
+    assert params["options.loss.label_smoothing"] == "0.2"  # and the run config's own parameter
+
+
 def test_an_ensemble_run_is_tracked_to_the_end_with_one_best_epoch_per_model(tmp_path):
     record = run_tiny(tmp_path, plugins=PLUGINS, ensemble="cv2", **SMALL)
     assert isinstance(record["best_epoch"], list) and len(record["best_epoch"]) == 2
