@@ -50,12 +50,17 @@ def add_launcher_flags(p: argparse.ArgumentParser) -> None:
     )
     for flag, text in LAUNCHER_FLAGS:  # strings: the launcher's typed options parse them
         g.add_argument(flag, default=None, help=text)
+    g.add_argument("--slurm", action="append", default=None, metavar="KEY=VALUE",
+                   help="submitit: an sbatch option for every job (repeat: --slurm mem=64G --slurm account=lab)")  # fmt: skip
 
 
 def launcher_options(args: argparse.Namespace) -> dict[str, Any]:
     """The launcher flags given, as options of the chosen launcher (``--timeout-min`` -> ``timeout_min``)."""
     names = [flag[2:].replace("-", "_") for flag, _ in LAUNCHER_FLAGS]
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    out = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if getattr(args, "slurm", None):
+        out["slurm"] = tuple(args.slurm)
+    return out
 
 
 def _split_list(s: str | None) -> tuple[str, ...]:

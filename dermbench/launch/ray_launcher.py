@@ -1,7 +1,9 @@
 """The ``ray`` launcher: each run a Ray task on a cluster, or on a local Ray started for the sweep.
 
 ``--address`` names a running cluster (``host:port``, ``ray://host:port`` or ``auto``); without it
-a local Ray is started for the sweep and stopped after it. ``--cpus-per-run`` and
+a local Ray of its own is started for the sweep (``address="local"``: never a cluster that happens
+to run on the machine) and stopped after it. The driver's ``DERMBENCH_*`` and ``MLFLOW_*``
+environment reaches every task (Ray's runtime environment), as it would a local run. ``--cpus-per-run`` and
 ``--gpus-per-run`` are the task's resources; fractional GPUs (``0.25``) pack four small runs on one
 card. A task whose worker dies (killed, pre-empted, out of memory) is retried up to ``--retries``
 times by Ray; the retry resumes from the run's last checkpoint (on a shared filesystem) and then,
@@ -11,8 +13,10 @@ run itself (a bad image, a diverging loss) is not retried. Needs ``pip install '
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dermbench.errors import ConfigError
@@ -43,6 +47,32 @@ def _check_reachable(address: str) -> None:
         raise ConfigError(f"--address {address}: no Ray cluster answers there ({exc})") from None
 
 
+PASSED_ENV = ("DERMBENCH_", "MLFLOW_")
+
+
+def driver_env() -> dict[str, Any] | None:
+    """The driver's dermbench and tracking settings as the tasks' environment (a worker of a cluster
+    started by ``ray start`` has the environment of that shell, not the driver's)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV)}
+    return {"env_vars": env} if env else None
+
+
+def token_hint(address: str) -> str:
+    """Why a connection to a running cluster failed when the cause is Ray's token authentication,
+    which Ray reports only in its logs: a token on this machine that the cluster does not use."""
+    if not address or os.environ.get("RAY_AUTH_MODE"):
+        return ""
+    token = Path.home() / ".ray" / "auth_token"
+    if not (token.is_file() or os.environ.get("RAY_AUTH_TOKEN")):
+        return ""
+    return (
+        f"; if Ray's logs say the token is missing or wrong: this machine has a Ray token ({token}, "
+        f"written by any earlier local Ray) and sends it, which a cluster started without tokens "
+        f"refuses (set RAY_AUTH_MODE=disabled); a cluster with another token needs that one (ray "
+        f"get-auth-token on the head node, into {token})"
+    )
+
+
 class RayLauncher:
     def __init__(self, options: RayOptions, ctx: LaunchContext) -> None:
         try:
@@ -62,15 +92,17 @@ class RayLauncher:
         if ray.is_initialized():
             return False
         o = self.options
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": not self.ctx.quiet}
-        if o.address:
-            kwargs["address"] = o.address
-        elif o.local_cpus:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": not self.ctx.quiet,
+                                  "address": o.address or "local"}  # fmt: skip
+        if not o.address and o.local_cpus:
             kwargs["num_cpus"] = o.local_cpus
         try:
             ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--address {o.address or '(local)'}: Ray did not start ({exc})") from None
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, its own AuthenticationError...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"--address {o.address or '(local)'}: Ray did not start ({first}){token_hint(o.address)}"
+            ) from None
         return True
 
     def launch(self, jobs: list[RunJob], progress: Any) -> list[JobOutcome]:
@@ -80,7 +112,7 @@ class RayLauncher:
         try:
             o = self.options
             remote = ray.remote(num_cpus=o.cpus_per_run, num_gpus=o.gpus_per_run, max_retries=o.retries,
-                                retry_exceptions=False)(run_job)  # fmt: skip
+                                retry_exceptions=False, runtime_env=driver_env())(run_job)  # fmt: skip
             pending = {remote.remote(job): job for job in jobs}
             progress.started(len(pending))
             outcomes = []

@@ -7,11 +7,16 @@ pre-empts it or its time runs out, submitit requeues it, and its runs continue (
 found complete and not run again; the interrupted one resumes from its last checkpoint). A task
 that dies otherwise is submitted again, at most ``--retries`` times, then its unfinished runs are
 reported failed. Without SLURM (no ``sbatch``), or with ``--cluster local``, the jobs run in local
-subprocesses, which is what the tests and a laptop use. Needs ``pip install 'dermbench[slurm]'``.
+subprocesses, which is what the tests and a laptop use; a SLURM option (``--partition``,
+``--slurm``) there is an error, not a setting silently dropped. ``--slurm KEY=VALUE`` (repeated)
+puts ``#SBATCH --KEY=VALUE`` in the job script: ``mem``, ``account``, ``qos``, ``constraint`` or any
+other option a cluster requires. Needs ``pip install 'dermbench[slurm]'``.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,29 @@ class SubmititOptions:
     retries: int = option(2, "times a task that died is submitted again")
     cluster: str = option("", "'' (SLURM when sbatch is there, else local), slurm, local or debug")
     folder: str = option("", "submitit's logs and pickles ('': <results>/.submitit)")
+    slurm: tuple[str, ...] = option(
+        (), "other sbatch options, KEY=VALUE each: mem=64G, account=..., qos=..., constraint=..."
+    )
+
+
+SLURM_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+SLURM_ONLY = ("partition", "slurm")  # options that mean nothing to submitit's local executor
+
+
+def sbatch_options(items: tuple[str, ...]) -> dict[str, str]:
+    """``--slurm KEY=VALUE`` items as sbatch options (``mem_per_gpu`` and ``mem-per-gpu`` alike)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("_", "-")
+        if not sep or not SLURM_KEY.fullmatch(key) or not value.strip():
+            raise ConfigError(
+                f"--slurm {item!r}: expected KEY=VALUE, an sbatch option and its value (mem=64G)"
+            )
+        if key in out:
+            raise ConfigError(f"--slurm {key}: given twice")
+        out[key] = value.strip()
+    return out
 
 
 def _chunk_task_class() -> type:
@@ -67,6 +95,16 @@ class SubmititLauncher:
             raise ConfigError(
                 "launcher submitit: runs_per_task, array_parallelism and timeout_min must be at least 1, retries at least 0"
             )
+        self.sbatch = sbatch_options(options.slurm)
+        self.cluster = options.cluster or ("slurm" if shutil.which("sbatch") else "local")
+        given = [k for k in SLURM_ONLY if getattr(options, k)]
+        if given and self.cluster != "slurm":
+            flags = ", ".join("--" + k for k in given)
+            why = "no sbatch on this machine" if not options.cluster else f"--cluster {options.cluster}"
+            raise ConfigError(
+                f"{flags}: SLURM options, but the jobs would run locally ({why}): drop them, or submit "
+                f"from a machine with SLURM (--cluster slurm)"
+            )
         self.options, self.ctx = options, ctx
 
     def executor(self) -> Any:
@@ -74,13 +112,15 @@ class SubmititLauncher:
 
         o = self.options
         folder = Path(o.folder or Path(self.ctx.out) / ".submitit") / "%j"
-        ex = submitit.AutoExecutor(folder=str(folder), cluster=o.cluster or None)
+        ex = submitit.AutoExecutor(folder=str(folder), cluster=self.cluster)
         params: dict[str, Any] = {"timeout_min": o.timeout_min, "cpus_per_task": o.cpus_per_run,
                                   "slurm_array_parallelism": o.array_parallelism, "name": "dermbench-sweep"}  # fmt: skip
         if o.gpus_per_run:
             params["gpus_per_node"] = o.gpus_per_run
         if o.partition:
             params["slurm_partition"] = o.partition
+        if self.sbatch and self.cluster == "slurm":
+            params["slurm_additional_parameters"] = dict(self.sbatch)
         ex.update_parameters(**params)
         return ex
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -264,7 +265,6 @@ def _prepare_jobs(
     request: SweepRequest, plugins: Any, runs: list[tuple], progress: Any, log: Callable
 ) -> _Planned:
     """Resolve every run's config; skip the complete ones; the rest become jobs."""
-    from dermbench.launch.jobs import clear_for_force
     from dermbench.plugins.contract import RunJob
     from dermbench.run.config import merge_settings, resolve_run
     from dermbench.run.pipeline import run_dir_for
@@ -294,10 +294,19 @@ def _prepare_jobs(
             planned.done[i] = rec
             progress.skip()
             continue
-        if request.force:
-            clear_for_force(run_dir)
-        planned.jobs.append(RunJob(i, label, cfg, plugins.extra, plugins.autoload, request.quiet))
+        planned.jobs.append(RunJob(i, label, cfg, plugins.extra, plugins.autoload, request.quiet,
+                                   workdir=os.getcwd(), force=request.force))  # fmt: skip
     return planned
+
+
+def _launch(launcher: Any, jobs: list[Any], progress: Any) -> list[Any]:
+    """The jobs through the launcher, with the marker their workers look for in each results folder."""
+    from dermbench.launch.jobs import driver_markers
+
+    if not jobs:
+        return []
+    with driver_markers({str(job.cfg.out) for job in jobs}) as token:
+        return launcher.launch([dataclasses.replace(job, sweep_token=token) for job in jobs], progress)
 
 
 def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = print) -> SweepResult:
@@ -314,7 +323,7 @@ def run_sweep(request: SweepRequest, plugins: Any, log: Callable[..., Any] = pri
         raise ConfigError(planned.failures[0][1])  # no run could be configured: the input is wrong
     sweep = sweep_info(request, runs)
     plugins.sweep_start(sweep)
-    for outcome in launcher.launch(planned.jobs, progress) if planned.jobs else []:
+    for outcome in _launch(launcher, planned.jobs, progress):
         if outcome.record is None:
             planned.failures.append((outcome.label, str(outcome.error)))
             continue

@@ -108,6 +108,10 @@ class RunJob:
 
     ``cfg`` is the run's resolved ``RunConfig``; ``plugin_extra`` and ``plugin_autoload`` rebuild on
     the worker the plugins the driver had (``load_plugins(plugin_extra, plugin_autoload)``).
+    ``workdir`` is the driver's working folder: the worker runs there, so relative paths (``--out``,
+    ``--data``) name what they name on the driver. ``sweep_token`` names the marker the driver left in
+    its results folder: a worker that cannot see it does not share that folder and refuses the job.
+    ``force``: the run starts over, its folder cleared by the worker's first attempt, never earlier.
     """
 
     index: int
@@ -116,6 +120,9 @@ class RunJob:
     plugin_extra: tuple = ()
     plugin_autoload: bool = True
     quiet: bool = True
+    workdir: str = ""
+    sweep_token: str = ""
+    force: bool = False
 
 
 @dataclass(frozen=True)

@@ -50,18 +50,23 @@ def run_dir_for(cfg: RunConfig) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(cfg: RunConfig) -> Iterator[None]:
-    """One process per run folder: a second identical run refuses at once, naming the folder."""
+def run_lock(cfg: RunConfig, wait: bool = False, log: Any = print) -> Iterator[None]:
+    """One process per run folder: a second identical run refuses at once, naming the folder, or
+    (``wait``: a sweep's job, whose earlier driver may have been killed with the job still running)
+    waits for the first to finish, then reuses or resumes what it left."""
     lock_path = Path(cfg.out) / ".locks" / f"{cfg.run_id}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(
-                f"another process is running this run now ({run_dir_for(cfg)}): wait for it to finish "
-                f"(it is then reused), or change a setting (e.g. --seed)"
-            ) from None
+            if not wait:
+                raise ConfigError(
+                    f"another process is running this run now ({run_dir_for(cfg)}): wait for it to finish "
+                    f"(it is then reused), or change a setting (e.g. --seed)"
+                ) from None
+            log(f"another process is running this run now ({run_dir_for(cfg)}): waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -232,13 +237,15 @@ def execute(
     force: bool = False,
     progress: bool = True,
     log: Any = print,
+    wait_for_lock: bool = False,
 ) -> tuple[dict, Path]:
-    """Run ``cfg`` and return its record and run dir. A complete run with the same config is reused."""
+    """Run ``cfg`` and return its record and run dir. A complete run with the same config is reused;
+    one another process is running is refused, or waited for (``wait_for_lock``)."""
     reg = plugins.registries
     task, method = task_of(cfg, reg.tasks), reg.methods.get(cfg.method)
     device = pick_device(cfg.device)
     check_run(cfg, task, method, plugins)
-    with run_lock(cfg):
+    with run_lock(cfg, wait_for_lock, log):
         run_dir, done = open_run_dir(cfg, resume, force, log)
         if done is not None:
             return done, run_dir
