@@ -43,6 +43,12 @@ def test_two_processes_give_one_record_and_the_metrics_of_one_within_tolerance(t
     assert t2["accuracy"] == pytest.approx(t1["accuracy"], abs=TOLERANCE["accuracy"])
     assert t2["macro_auc"] == pytest.approx(t1["macro_auc"], abs=TOLERANCE["macro_auc"])
     assert t2["n"] == t1["n"]  # every test image scored once
+    # each training image once an epoch, over all ranks (without the sharding: once a rank)
+    assert [h["train_images"] for h in two["history"]] == [h["train_images"] for h in one["history"]]
+    # run again, into its own record and into the one-process record of the same run: no rank trains
+    for out, record in (("two", two), ("one", one)):
+        again = _run([*torchrun, "-m", "dermbench.cli", "run"], tmp_path, out)
+        assert again["created"] == record["created"]
 
 
 def test_a_rank_takes_every_world_th_image_of_a_batch(monkeypatch):
@@ -65,3 +71,36 @@ def test_resume_is_refused_under_torchrun_and_another_rank_writes_to_scratch(mon
     scratch = distributed.cfg_for_rank(Cfg(str(tmp_path)), resume=False).out
     assert scratch != str(tmp_path) and Path(scratch).is_dir()
     Path(scratch).rmdir()
+
+
+def _as_rank(monkeypatch, rank: int, sent: list) -> None:
+    """This process as ``rank`` of 2, receiving what rank 0 broadcast (``sent``)."""
+    import torch.distributed as dist
+
+    monkeypatch.setitem(distributed._STATE, "dist", distributed.Distributed(rank=rank, world=2))
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objs, src: objs.__setitem__(0, sent[0]))
+
+
+def test_every_rank_follows_rank_0_on_a_finished_or_refused_run(monkeypatch, tmp_path):
+    scratch = (tmp_path / "scratch", None)  # what another rank sees: an empty scratch folder
+    record = {"run_id": "r", "status": "complete"}
+    _as_rank(monkeypatch, 1, [("done", record)])
+    assert distributed.agree_on_start(lambda: scratch) == (tmp_path / "scratch", record)
+    refusal = ConfigError("an unfinished run with the same config is in X: add --resume")
+    _as_rank(monkeypatch, 1, [("refused", refusal)])
+    with pytest.raises(ConfigError, match="add --resume"):
+        distributed.agree_on_start(lambda: scratch)
+    _as_rank(monkeypatch, 1, [("train", None)])
+    assert distributed.agree_on_start(lambda: scratch) == scratch
+
+    def refuses():
+        raise refusal
+
+    sent: list = [None]  # rank 0: what it decides is what it sends, and it raises its own refusal too
+    import torch.distributed as dist
+
+    monkeypatch.setitem(distributed._STATE, "dist", distributed.Distributed(rank=0, world=2))
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objs, src: sent.__setitem__(0, objs[0]))
+    with pytest.raises(ConfigError, match="add --resume"):
+        distributed.agree_on_start(refuses)
+    assert sent[0] == ("refused", refusal)

@@ -18,6 +18,7 @@ IMPLEMENTS = {
     "stages/batch_mix.py": {"mixup", "cutmix"},
     "stages/pretrain_vae.py": {"vae_pretrain"},
     "launch/submitit_launcher.py": {"local"},  # submitit's name of its local executor, not the launcher
+    "launch/ray_launcher.py": {"local"},  # Ray's address for a cluster of the sweep's own, not the launcher
 }
 FOLDERS = ("builtin", "cli", "data", "evaluation", "explain", "gate", "launch", "leaderboard", "models",
            "plugins", "predict", "run", "segmentation", "stages")  # fmt: skip

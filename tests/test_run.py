@@ -60,7 +60,11 @@ def test_record_metrics_equal_sklearn_recomputed_from_saved_probabilities(tmp_pa
     assert len({fp[s]["fingerprint"] for s in ("train", "val", "test")}) == 3
     assert record["environment"]["packages"]["torch"]
     assert record["environment"]["host_heap"]["set_by"]  # what fixed the allocator's threshold, if anything
-    assert record["environment"]["memory_layout"]["cpu_channels_last_from_px"] == 128  # the layout rule
+    layout, planned = record["environment"]["memory_layout"], record["environment"]["precision"]
+    if planned.get("channels_last") is None:  # no layout timed: the size rule, with its threshold
+        assert layout["cpu_channels_last_from_px"] == 128
+    else:  # --precision auto timed the layouts on this CPU (native bf16): the record names the winner
+        assert layout["layout"] == ("channels_last" if planned["channels_last"] else "contiguous NCHW")
     import torch
 
     assert record["environment"]["cpu_threads"] == torch.get_num_threads()

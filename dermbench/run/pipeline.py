@@ -246,7 +246,7 @@ def execute(
     device = pick_device(cfg.device)
     check_run(cfg, task, method, plugins)
     with run_lock(cfg, wait_for_lock, log):
-        run_dir, done = open_run_dir(cfg, resume, force, log)
+        run_dir, done = distributed.agree_on_start(lambda: open_run_dir(cfg, resume, force, log))
         if done is not None:
             return done, run_dir
         data = prepare_leaving_no_folder(cfg, task, plugins, progress, run_dir)

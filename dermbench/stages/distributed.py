@@ -10,11 +10,15 @@ selection, early stopping and plateau schedules decide the same on every rank wi
 
 Only rank 0 writes: the other ranks run with their results in a scratch folder that is removed at
 the end, so there is one record, one set of checkpoints and predictions, and lifecycle hooks that
-write (a tracker) see rank 0's run. What differs from one process, and why results agree within a
-tolerance rather than bitwise: batch-norm statistics are computed per rank, over its share of the
-batch; random augmentation draws are made per shard; float sums are ordered differently. Other stages (VAE
-pretraining, feature fitting) and the gate run in full on every rank. ``--resume`` is refused under
-torchrun (every rank would have to restore the same optimiser state), as is ``sweep``.
+write (a tracker) see rank 0's run. Rank 0 alone opens the results folder and tells the others
+whether to train (:func:`agree_on_start`), so a finished or refused run ends on every rank alike.
+
+What differs from one process, and why results agree within a tolerance rather than bitwise:
+batch-norm statistics are computed per rank, over its share of the batch; random augmentation
+draws are made per shard; each rank's loss is the mean over its share, so shares of unequal size
+weigh slightly differently; float sums are ordered differently. Other stages (VAE pretraining,
+feature fitting) and the gate run in full on every rank. ``--resume`` is refused under torchrun
+(every rank would have to restore the same optimiser state), as is ``sweep``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +90,33 @@ def cfg_for_rank(cfg: Any, resume: bool) -> Any:
 
     scratch = tempfile.mkdtemp(prefix=f"dermbench-rank{d.rank}-")
     return replace(cfg, out=scratch)
+
+
+def agree_on_start(open_folder: Callable[[], tuple[Any, dict | None]]) -> tuple[Any, dict | None]:
+    """Open the run's folder (``open_folder``: its path, and the record of a complete run there) with
+    rank 0 deciding for every rank: only rank 0 sees the real results folder, so a finished run (or
+    a refusal, such as an unfinished run without ``--resume``) there ends the run on every rank
+    before any of them trains, instead of leaving the others to train alone."""
+    d = current()
+    if not d.active:
+        return open_folder()
+    import torch.distributed as dist
+
+    verdict: Any
+    own_error = None
+    try:
+        run_dir, done = open_folder()
+        verdict = ("done", done) if done is not None else ("train", None)
+    except Exception as exc:  # rank 0's is raised on every rank below, not on rank 0 alone
+        verdict, own_error = ("refused", exc), exc
+    decided = [verdict]
+    dist.broadcast_object_list(decided, src=0)
+    kind, value = decided[0]
+    if kind == "refused":
+        raise value
+    if own_error is not None:
+        raise own_error
+    return run_dir, value  # rank 0's record of the finished run, or None: train
 
 
 def shard(indices: Any) -> Any:

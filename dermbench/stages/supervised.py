@@ -283,6 +283,7 @@ def _epoch_scores(tot_loss: torch.Tensor, preds: list, targets: list) -> dict:
         "loss": float(tot_loss) / max(len(t), 1),
         "accuracy": float((p == t).mean()),
         "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
+        "images": int(len(t)),  # under torchrun, over every rank: each image once, not once a rank
     }
 
 
@@ -418,7 +419,7 @@ def _history_row(stage: str, epoch: int, train: dict, val: dict, optimizer: Any,
     return {
         "stage": stage,
         "epoch": epoch,
-        **{f"train_{k}": train[k] for k in ("loss", "accuracy", "macro_f1")},
+        **{f"train_{k}": train[k] for k in ("loss", "accuracy", "macro_f1", "images")},
         **{f"val_{k}": val[k] for k in ("loss", "accuracy", "macro_f1", "macro_auc")},
         "lr": float(optimizer.param_groups[-1]["lr"]),
         "seconds": round(time.time() - t0, 2),

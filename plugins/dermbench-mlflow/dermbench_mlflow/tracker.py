@@ -15,6 +15,9 @@
   host and process id (``dermbench.host``, ``dermbench.pid``); when the next run starts in the same
   store, every RUNNING run of this host whose process is gone is marked KILLED.
 
+- The local SQLite store is made once, under a file lock, however many runs start together, and a
+  call that finds it locked is tried again (``store.py``).
+
 mlflow is imported when the first run starts, never when dermbench starts.
 """
 
@@ -31,6 +34,7 @@ from typing import Any
 from dermbench.run.record import COPIES_MARKER
 from dermbench_mlflow.flatten import final_metrics, params_of, resolved_params, row_metrics, run_tags
 from dermbench_mlflow.settings import Settings
+from dermbench_mlflow.store import RetryingClient, ready_sqlite_store, sqlite_path
 
 BATCH = 100  # MLflow takes at most 100 parameters or tags, 1,000 metrics, per batch
 
@@ -63,11 +67,11 @@ class MlflowTracker:
         if uri not in self.clients:
             logging.getLogger("mlflow").setLevel(self.settings.log_level)  # its INFO lines: off by default
             logging.getLogger("alembic").setLevel(self.settings.log_level)
-            if uri.startswith("sqlite:///"):
-                store = Path(uri.removeprefix("sqlite:///")).parent
-                store.mkdir(parents=True, exist_ok=True)
-                (store / COPIES_MARKER).touch()  # its record copies are not runs of the results folder
-            self.clients[uri] = MlflowClient(tracking_uri=uri)
+            db = sqlite_path(uri)
+            if db is not None:  # made once, under a lock, whatever runs start with it (store.py)
+                ready_sqlite_store(db, self.settings.artifact_root(out))
+                (db.parent / COPIES_MARKER).touch()  # its record copies are not runs of the results folder
+            self.clients[uri] = RetryingClient(MlflowClient(tracking_uri=uri))
         return self.clients[uri]
 
     def experiment(self, client: Any, name: str, out: str) -> str:
