@@ -215,3 +215,53 @@ def test_skipped_count_and_xss_dataset_group(served, page):
     assert sum(fx.XSS_DATASET in h for h in headings) == 1
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.problems == []
+
+
+LAYOUT_CHECK = (Path(__file__).resolve().parent / "fixtures" / "browser" / "layout_check.js").read_text()
+OLD_DEFECTS = """() => {  // the styles the pages had when these defects were seen (set through the CSSOM: CSP allows it)
+  for (const e of document.querySelectorAll('th, td')) e.style.overflowWrap = 'anywhere';
+  for (const e of document.querySelectorAll('.cols')) e.style.alignItems = 'stretch';
+}"""
+NO_SCROLL_BOX = """() => {  // wide tables without the box that scrolls them
+  for (const e of document.querySelectorAll('td')) e.style.whiteSpace = 'nowrap';
+  for (const e of document.querySelectorAll('.scroll')) e.style.overflowX = 'visible';
+}"""
+
+
+def _layout_problems(page: Any, served: dict[str, Any], width: int) -> dict[str, list[str]]:
+    site: Path = served["site"]
+    page.set_viewport_size({"width": width, "height": 900})
+    found = {}
+    try:
+        for p in sorted(site.rglob("*.html")):
+            _visit(page, f"{served['url']}/{p.relative_to(site).as_posix()}")
+            if problems := page.evaluate(LAYOUT_CHECK):
+                found[p.relative_to(site).as_posix()] = sorted(set(problems))[:5]
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+    return found
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_every_page_holds_its_layout_at_two_widths(served, page, width):
+    """No word broken inside a header or cell, no page or box wider than its room (wide tables
+    scroll in their own box), no box stretched past its content."""
+    assert _layout_problems(page, served, width) == {}
+    assert page.problems == []
+
+
+def test_the_layout_check_finds_the_defects_it_guards_against(served, page):
+    site: Path = served["site"]
+    entry = next(p for p in sorted(site.rglob("entry/**/index.html")) if "Component options" in p.read_text())
+    problems = []
+    try:
+        for width, restyle in ((800, OLD_DEFECTS), (1400, OLD_DEFECTS), (800, NO_SCROLL_BOX)):
+            page.set_viewport_size({"width": width, "height": 900})
+            _visit(page, f"{served['url']}/{entry.relative_to(site).as_posix()}")
+            page.evaluate(restyle)
+            problems += [f"{width}: {p}" for p in page.evaluate(LAYOUT_CHECK)]
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+    assert any(p.startswith("800: word broken in th") for p in problems), problems
+    assert any(p.startswith("1400: ") and "taller than its content" in p for p in problems), problems
+    assert any(p.startswith("800: page ") and "wide in a 800px window" in p for p in problems), problems

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 DPI = 100
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -60,6 +61,8 @@ def per_class_heatmap(values: np.ndarray, rows: Sequence[str], classes: Sequence
     ax = fig.subplots()
     _matrix(ax, values, rows, classes, lambda i, j: f"{values[i, j]:.2f}", 1.0)
     ax.set_title("Test F1 per class")
+    ax.set_xlabel("class")
+    ax.set_ylabel("seed")
     return _save(fig, path)
 
 
@@ -125,13 +128,15 @@ def learning_curves(series: Sequence[Series], path: Path) -> Path:
                     for ax in (ax_loss, ax_acc, ax_gap):
                         ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=1)
     ax_gap.axhline(0.0, color="grey", linewidth=0.8)
-    for ax, title in (
-        (ax_loss, "Loss (solid train, dashed val)"),
-        (ax_acc, "Accuracy (solid train, dashed val)"),
-        (ax_gap, "Gap (> 0 overfits): train - val acc, val - train loss"),
+    for ax, title, ylabel in (
+        (ax_loss, "Loss (solid train, dashed val)", "loss"),
+        (ax_acc, "Accuracy (solid train, dashed val)", "accuracy"),
+        (ax_gap, "Gap (> 0 overfits): train - val acc, val - train loss", "gap"),
     ):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.5 tick
         if ax.lines:
             ax.legend(fontsize=7)
     return _save(fig, path)
@@ -151,21 +156,42 @@ class Curve:
     color_index: int = 0
 
 
+def auc_legend(curves: Sequence[Curve]) -> dict[str, str]:
+    """Each label's legend text: its AUC, or the mean +- std of its curves' AUCs and their count."""
+    aucs: dict[str, list[float]] = {}
+    for cv in curves:
+        aucs.setdefault(cv.label, [])
+        if cv.auc is not None:
+            aucs[cv.label].append(float(cv.auc))
+    out = {}
+    for label, values in aucs.items():
+        if not values:
+            out[label] = _text(label)
+        elif len(values) == 1:
+            out[label] = f"{_text(label)} (AUC {values[0]:.3f})"
+        else:
+            out[label] = (
+                f"{_text(label)} (AUC {np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}, {len(values)} seeds)"
+            )
+    return out
+
+
 def roc_pr(curves: Sequence[Curve], path: Path, title: str) -> Path:
     """ROC and precision-recall side by side; operating points as black-edged stars.
 
-    Curves that share a label (one class over several seeds) share a colour and one legend entry.
+    Curves that share a label (one class over several seeds) share a colour and one legend entry,
+    whose AUC is the mean over all of them (with their spread and count), not the first one's.
     """
     fig = _figure(11, 4.6, left=0.7, right=0.2, bottom=0.6, top=0.6, wspace=0.2)
     ax_roc, ax_pr = fig.subplots(1, 2)
+    legend = auc_legend(curves)
     labelled: set[str] = set()
     for cv in curves:
         c = COLORS[cv.color_index % len(COLORS)]
-        auc = f" (AUC {cv.auc:.3f})" if cv.auc is not None else ""
         first = cv.label not in labelled
         labelled.add(cv.label)
         kw = {"color": c, "linewidth": 1.2, "alpha": 1.0 if first else 0.6}
-        ax_roc.plot(cv.fpr, cv.tpr, label=_text(cv.label) + auc if first else None, **kw)
+        ax_roc.plot(cv.fpr, cv.tpr, label=legend[cv.label] if first else None, **kw)
         ax_pr.plot(
             cv.recall, cv.precision, drawstyle="steps-post", label=_text(cv.label) if first else None, **kw
         )

@@ -43,6 +43,11 @@ def seed_label(run: Run) -> str:
     return f"seed {run.seed}"
 
 
+def _caption_value(v: Any) -> str:
+    """A Grad-CAM caption's value as a reader wants it: a probability to 3 decimals, not 8."""
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
 def _cam_items(run: Run) -> list[tuple[str, str]]:
     """(relative path, caption) for each Grad-CAM++ image the record lists, in its order."""
     cams = (run.record.get("artifacts") or {}).get("cams")
@@ -62,7 +67,9 @@ def _cam_items(run: Run) -> list[tuple[str, str]]:
         elif isinstance(c, dict):
             rel = c.get("path") or c.get("file") or c.get("image")
             if isinstance(rel, str):
-                caption = ", ".join(f"{k}: {v}" for k, v in c.items() if k not in ("path", "file", "image"))
+                caption = ", ".join(
+                    f"{k}: {_caption_value(v)}" for k, v in c.items() if k not in ("path", "file", "image")
+                )
                 items.append((rel, caption or Path(rel).stem))
     return items
 
@@ -102,7 +109,9 @@ def _curves(runs: list[Run]) -> list[dict[str, Any]]:
         curves = [
             c for r in runs for j, cls in enumerate(classes) if (c := _curve(r, j, cls, j, with_op=False))
         ]
-        title = "Test, one-vs-rest per class" + (f" ({len(runs)} seeds, AUC of the first)" if several else "")
+        title = "Test, one-vs-rest per class" + (
+            f" ({len(runs)} seeds, a curve each; legend: mean AUC)" if several else ""
+        )
     return [{"title": title, "curves": curves}] if curves else []
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 CURVES = "loss_curves.png"
@@ -30,8 +31,10 @@ def loss_curves(history: Sequence[dict], path: Path, title: str) -> Path:
     beta.set_ylabel("beta at epoch end (dashed)", fontsize=8)
     axes[2].plot(epochs, [r["loss"] for r in history], marker=".", color="tab:green")
     axes[2].set_title("ELBO loss = reconstruction + beta x KL", fontsize=9)
-    for ax in axes:
+    for ax, ylabel in zip(axes, ("squared error per image", "KL per image", "loss per image"), strict=True):
         ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.tick_params(labelsize=7)
     fig.suptitle(title.replace("$", r"\$"), fontsize=9)
     fig.tight_layout()
