@@ -574,3 +574,10 @@ def test_two_records_of_one_seed_count_once(tmp_path):
     (row,) = board["rows"]
     assert row[-2][1] == "1"  # seeds column
     assert f"not counted again: {'/'.join(copy.parts[-4:])}" in row[1][1]
+
+
+def test_a_class_score_column_says_it_is_taken_at_the_top_class(site):
+    """per_class.mel.f1 beside operating-point columns: its header names the threshold."""
+    html = task_page(site, "ham7").read_text()
+    assert '<button type="button">mel f1 (argmax)</button>' in html
+    assert "taken at the top class (argmax)" in html

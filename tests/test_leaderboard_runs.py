@@ -82,7 +82,8 @@ def test_selective_prediction_on_the_task_and_method_pages(tmp_path):
     coverage = [r["gate"]["splits"]["test"]["coverage"] for r in records]
     for values in (aurc, coverage):
         std = np.std(values, ddof=1)
-        assert f"{np.mean(values):.3f} ± {std if std > 1e-12 else 0.0:.3f}" in html
+        shown = "0.000" if std <= 1e-12 else "<0.001" if std < 0.001 else f"{std:.3f}"
+        assert f"{np.mean(values):.3f} ± {shown}" in html
     entry = next((index.parent / "entry").rglob("index.html"))
     page = entry.read_text()
     section = page[page.index('<section id="selective">') : page.index('<section id="fairness">')]
@@ -90,6 +91,14 @@ def test_selective_prediction_on_the_task_and_method_pages(tmp_path):
         assert f"{r['metrics']['val']['selective']['max_softmax']['aurc']:.3f}" in section
         assert f"{r['gate']['ood']['blank']['rejection_rate']:.3f}" in section
     assert 'src="risk_coverage.png"' in section and (entry.parent / "risk_coverage.png").is_file()
+
+
+def test_a_spread_beside_a_mean_keeps_the_means_decimals():
+    from dermbench.leaderboard.generic import spread
+
+    assert spread(0.000386) == "<0.001"  # the board had printed "0.938 ± 0.000386"
+    assert spread(0.0) == "0.000" and spread(1e-15) == "0.000"
+    assert spread(0.0214) == "0.021" and spread(0.0004, digits=4) == "0.0004"
 
 
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboards" / "runs"

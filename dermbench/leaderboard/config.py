@@ -66,7 +66,14 @@ class LeaderboardConfig:
     tasks: dict[str, TaskView] = field(default_factory=dict)
 
     def label(self, metric: str) -> str:
-        return self.labels.get(metric) or LABELS.get(metric) or metric
+        """A column's header; a class's own score says it is taken at the top class (argmax), so
+        it cannot be mistaken for the same score at the operating point beside it."""
+        if found := self.labels.get(metric) or LABELS.get(metric):
+            return found
+        parts = metric.split(".")
+        if len(parts) == 3 and parts[0] == "per_class":
+            return f"{parts[1]} {parts[2]} (argmax)"
+        return metric
 
     def columns(self, task: str, primary: str, decision: bool) -> list[str]:
         view = self.tasks.get(task)

@@ -38,6 +38,16 @@ def cell(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def spread(std: float, digits: int = 3) -> str:
+    """A standard deviation beside a mean of ``digits`` decimals: the same decimals, and "<0.001"
+    for a spread too small to show there (not 0.000386 beside 0.938, nor 0.000 for a spread)."""
+    if std <= 1e-12:  # identical seeds: no rounding noise
+        return f"{0.0:.{digits}f}"
+    if std < 10**-digits:
+        return f"<{10**-digits:.{digits}f}"
+    return f"{std:.{digits}f}"
+
+
 def _scalar(v: Any) -> bool:
     return not isinstance(v, dict | list)
 

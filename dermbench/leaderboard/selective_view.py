@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dermbench.leaderboard.generic import Table, cell
+from dermbench.leaderboard.generic import Table, cell, spread
 from dermbench.leaderboard.records import Run, as_number, get_path
 
 # (label, where in a record's test results); every value is read as recorded
@@ -52,7 +52,7 @@ def _mean_cell(values: Sequence[float | None], digits: int) -> str:
     text = cell(float(np.mean(ok)), digits)
     if len(ok) > 1:
         std = float(np.std(ok, ddof=1))
-        text += f" ± {cell(std if std > 1e-12 else 0.0, digits)}"  # identical seeds: no rounding noise
+        text += f" ± {spread(std, digits)}"
     return text + (f" ({len(ok)} of {len(values)} seeds)" if len(ok) < len(values) else "")
 
 

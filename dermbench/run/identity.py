@@ -34,10 +34,8 @@ LATER_SETTINGS: dict[str, Callable[[Any], bool]] = {
     "near_duplicates": lambda v: v == "off",
     "split_fractions": lambda v: v is not None and tuple(v) == (0.7, 0.15, 0.15),
     "split_file": lambda v: v is None,
-    "precision": lambda v: v == "auto",
-    "head_init": lambda v: (
-        v == "model"
-    ),  # before it: every new classifier started as its architecture's  # before it: fp32 on the CPU, bf16 on CUDA, as auto chooses there
+    "precision": lambda v: v == "auto",  # before it: fp32 on the CPU, bf16 on CUDA, as auto chooses there
+    "head_init": lambda v: v == "model",  # before it: every new classifier started as its architecture's
 }
 
 
