@@ -181,3 +181,51 @@ def test_the_method_page_shows_every_setting_used_and_marks_overrides(tmp_path):
         for (s, k), (_, who) in by_key.items()
         if k != "label_smoothing"
     )
+
+
+def _fixture_records():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent / "fixtures" / "records" / "make_records.py"
+    spec = importlib.util.spec_from_file_location("dermbench_fixture_records_runs", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_group_names_its_chain_sources_and_the_classes_its_test_split_lacks(tmp_path):
+    """The dermai13 heading named only the target, and said 13 classes where 7 occurred in test."""
+    fx = _fixture_records()
+    for method in ("erm", "seqft"):
+        for seed in (0, 1, 2):
+            run = fx.write_run(
+                tmp_path / "runs", {"task": "ham7", "method": method, "seed": seed, "strength": 1.0}
+            )
+            record = json.loads((run / "record.json").read_text())
+            record["data"]["splits"]["test"]["class_counts"]["df"] = 0
+            if method == "seqft":
+                record["data"]["datasets"].append({"name": "isic2019", "role": "chain-source"})
+            (run / "record.json").write_text(json.dumps(record))
+    index = build_site(tmp_path / "runs", tmp_path / "site", None)
+    (page,) = (index.parent / "task").glob("ham7*.html")
+    html = page.read_text()
+    assert "(chains from isic2019)" in html and "also trained on by seqft" in html
+    assert "6 of the task's 7 occur in the test split (akiec, bcc, bkl, mel, nv, vasc)" in html
+    assert "ham10000, 64 px, protocol quick" in index.read_text()  # the index says which data
+
+
+def test_entries_whose_records_predate_selective_metrics_are_left_out_and_counted():
+    from types import SimpleNamespace as NS
+
+    from dermbench.leaderboard.selective_view import board_table
+
+    scored = {"metrics": {"test": {"selective": {"max_softmax": {"aurc": 0.1, "eaurc": 0.05}}}}}
+    entries = [NS(label="new", runs=[NS(record=scored)])] + [
+        NS(label=f"old{i}", runs=[NS(record={"metrics": {"test": {}}})]) for i in range(3)
+    ]
+    table = board_table(entries)
+    assert [row[0] for row in table.rows] == ["new"]  # no rows of dashes
+    assert "3 entries left out, whose records predate these metrics" in table.caption
+    assert board_table(entries[1:]) is None

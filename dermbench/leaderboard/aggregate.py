@@ -113,6 +113,29 @@ class Board:
         return common_budget(self.entries)
 
     @property
+    def chain_sources(self) -> dict[str, list[str]]:
+        """Datasets some entries also trained on (a chain's sources, not part of the comparison's
+        key), each with the entries that did."""
+        out: dict[str, list[str]] = {}
+        for e in self.entries:
+            for d in e.runs[0].record["data"]["datasets"]:
+                if d.get("role") == "chain-source" and e.label not in out.setdefault(str(d.get("name")), []):
+                    out[str(d.get("name"))].append(e.label)
+        return dict(sorted(out.items()))
+
+    @property
+    def test_classes(self) -> dict[str, Any] | None:
+        """The task's classes that occur in the test split, when some do not (None when all do):
+        macro averages then run over the classes in the test labels or an entry's predictions."""
+        counts = get_path(self.runs[0].record, "data.splits.test.class_counts") if self.runs else None
+        if not isinstance(counts, dict):
+            return None
+        present = [c for c in self.key.classes if counts.get(c)]
+        if len(present) == len(self.key.classes):
+            return None
+        return {"present": present, "task": len(self.key.classes)}
+
+    @property
     def ranked(self) -> list[Entry]:
         return [e for e in self.entries if e.rank]
 

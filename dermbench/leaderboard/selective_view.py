@@ -58,16 +58,22 @@ def _mean_cell(values: Sequence[float | None], digits: int) -> str:
 
 def board_table(entries: Sequence[Any], digits: int = 3) -> Table | None:
     """Per entry of a board, the mean ± std over seeds of each selective value; None if none has any."""
-    rows, seen = [], False
+    rows, without = [], 0
     for e in entries:
         values = [
             [as_number(get_path(split_results(r.record), path)) for r in e.runs] for _, path in ENTRY_COLUMNS
         ]
-        seen = seen or any(v is not None for vs in values for v in vs)
+        if not any(v is not None for vs in values for v in vs):
+            without += 1  # its records predate these metrics: no row of dashes
+            continue
         rows.append([e.label, *[_mean_cell(vs, digits) for vs in values], str(len(e.runs))])
-    if not seen:
+    if not rows:
         return None
     caption = "Selective prediction on the test split: mean ± std over seeds (AURC: FD-Shifts' area, lower is better)"
+    if without:
+        caption += (
+            f"; {without} entr{'y' if without == 1 else 'ies'} left out, whose records predate these metrics"
+        )
     return Table(caption, ["entry", *[label for label, _ in ENTRY_COLUMNS], "seeds"], rows)
 
 
