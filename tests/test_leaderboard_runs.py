@@ -229,3 +229,16 @@ def test_entries_whose_records_predate_selective_metrics_are_left_out_and_counte
     assert [row[0] for row in table.rows] == ["new"]  # no rows of dashes
     assert "3 entries left out, whose records predate these metrics" in table.caption
     assert board_table(entries[1:]) is None
+
+
+def test_a_column_with_no_value_in_any_entry_is_left_out(tmp_path):
+    fx = _fixture_records()
+    for seed in (0, 1, 2):
+        fx.write_run(tmp_path / "runs", {"task": "ham7", "method": "erm", "seed": seed, "strength": 1.0})
+    config = tmp_path / "lb.toml"
+    config.write_text('[tasks.ham7]\ncolumns = ["macro_f1", "operating_point.recall", "accuracy"]\n')
+    index = build_site(tmp_path / "runs", tmp_path / "site", config)
+    (page,) = (index.parent / "task").glob("ham7*.html")
+    html = page.read_text()
+    assert 'data-metric="accuracy"' in html and 'data-metric="macro_f1"' in html
+    assert 'data-metric="operating_point.recall"' not in html  # ham7 has no operating point

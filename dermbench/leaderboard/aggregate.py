@@ -340,8 +340,12 @@ def build_board(key: GroupKey, runs: Sequence[Run], cfg: LeaderboardConfig) -> B
                     f"{len(copies)} more record(s) of the same seed and settings not counted again: {names}"
                 )
             entries.append(e)
+    shown = [  # a column with no value in any entry is left out; the primary metric never is
+        m for m in columns
+        if m == key.primary_metric or any(e.cells.get(m) and e.cells[m].mean is not None for e in entries)
+    ]  # fmt: skip
     return Board(
-        key=key, columns=columns, entries=rank(entries, key.primary_metric), chance=chance_rows(runs, columns)
+        key=key, columns=shown, entries=rank(entries, key.primary_metric), chance=chance_rows(runs, shown)
     )
 
 
