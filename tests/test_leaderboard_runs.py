@@ -227,6 +227,11 @@ def test_entries_whose_records_predate_selective_metrics_are_left_out_and_counte
     ]
     table = board_table(entries)
     assert [row[0] for row in table.rows] == ["new"]  # no rows of dashes
+    assert table.columns == [
+        "entry",
+        "AURC, max softmax (lower is better)",
+        "seeds",
+    ]  # no gate: no gate columns
     assert "3 entries left out, whose records predate these metrics" in table.caption
     assert board_table(entries[1:]) is None
 

@@ -74,7 +74,16 @@ def board_table(entries: Sequence[Any], digits: int = 3) -> Table | None:
         caption += (
             f"; {without} entr{'y' if without == 1 else 'ies'} left out, whose records predate these metrics"
         )
-    return Table(caption, ["entry", *[label for label, _ in ENTRY_COLUMNS], "seeds"], rows)
+    header = ["entry", *[label for label, _ in ENTRY_COLUMNS], "seeds"]
+    return drop_empty_columns(Table(caption, header, rows))
+
+
+def drop_empty_columns(table: Table) -> Table:
+    """``table`` without the columns that hold no value in any row (a board without a gate has no
+    gate columns)."""
+    keep = [j for j in range(len(table.columns)) if j == 0 or any(row[j] != "—" for row in table.rows)]
+    rows = [[row[j] for j in keep] for row in table.rows]
+    return Table(table.caption, [table.columns[j] for j in keep], rows)
 
 
 def seed_tables(run: Run, label: str, digits: int = 3) -> list[Table]:
