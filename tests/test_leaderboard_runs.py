@@ -133,6 +133,23 @@ def test_records_made_before_a_setting_existed_share_an_entry_with_records_at_it
     assert entries["zoo_resnet50"] == [0, 1, 2]
 
 
+def test_a_setting_left_out_at_its_former_value_is_labelled_with_that_value():
+    """CE's records made before --head-init read "head_init=model" (what they did), not
+    "head_init=default", which would read as today's default, fan_in."""
+    from dermbench.leaderboard.aggregate import build_boards
+    from dermbench.leaderboard.config import LeaderboardConfig
+    from dermbench.leaderboard.records import read_run
+
+    folder = COMMITTED / "ham7-imbalance-imagenet-cpu" / "ham7" / "ce"
+    runs = [read_run(p.parent) for p in folder.rglob("record.json")]
+    (board,) = build_boards(runs, LeaderboardConfig(n_boot=20))["ham7"]
+    labels = {e.label for x in board.entries for e in (x, *x.alternatives)}
+    assert (
+        "ce (head_init=model, init=imagenet)" in labels and "ce (head_init=fan_in, init=imagenet)" in labels
+    )
+    assert not any("head_init=default" in label for label in labels)
+
+
 def test_a_setting_that_changes_results_still_splits_entries(tmp_path):
     """A later setting away from its old value (near-duplicate grouping on) is a variant; ``image_memory``
     never is (results are identical either way); out-of-distribution sets are compared by name."""

@@ -30,6 +30,7 @@ from dermbench.evaluation.weighted import evaluate, ones, supported
 from dermbench.leaderboard.config import LeaderboardConfig
 from dermbench.leaderboard.records import GroupKey, Run, as_number, get_path, slug
 from dermbench.leaderboard.rules import choose_settings, common_budget, rules_text, unranked_reasons
+from dermbench.run.identity import FORMER_VALUES
 
 TOLERANCE = 1e-6
 MIN_DEFINED = 0.9  # fewer defined draws than this share: the interval would be too conditional, so none
@@ -253,8 +254,12 @@ def _variant_labels(runs_by_variant: dict[str, list[Run]]) -> dict[str, str]:
     flats = {vid: _flat_variant(rs[0]) for vid, rs in runs_by_variant.items()}
     keys = sorted({k for f in flats.values() for k in f})
     differing = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1]
-    # a setting absent or empty ("": the method's own, as for --sampler) reads as its default
-    return {vid: ", ".join(f"{k}={f.get(k) or 'default'}" for k in differing) for vid, f in flats.items()}
+    # a setting absent or empty reads as the value runs had before it existed (head_init=model),
+    # else as its default ("": the method's own, as for --sampler)
+    return {
+        vid: ", ".join(f"{k}={f.get(k) or FORMER_VALUES.get(k) or 'default'}" for k in differing)
+        for vid, f in flats.items()
+    }
 
 
 def rank(entries: list[Entry], primary: str) -> list[Entry]:

@@ -39,6 +39,10 @@ LATER_SETTINGS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+# the value a later setting had before it existed, where that is one value (a label shows it)
+FORMER_VALUES = {"resize": "bilinear", "near_duplicates": "off", "precision": "auto", "head_init": "model"}
+
+
 def as_before(key: str, value: Any) -> bool:
     """True when ``value`` of the setting ``key`` is what runs did before the setting existed."""
     rule = LATER_SETTINGS.get(key)
