@@ -60,6 +60,35 @@ def test_the_loader_refuses_a_plant_with_one_line(planted, tmp_path):
     _refused(exc, path)
 
 
+def test_a_plugin_that_widens_torchs_allowlist_does_not_widen_what_dermbench_loads(tmp_path):
+    """A package that calls torch.serialization.add_safe_globals([eval]) made weights_only=True
+    run a planted eval; the load sets such globals aside, and gives them back after."""
+    import builtins
+
+    marker = tmp_path / "code-ran"
+
+    class EvalPlant:
+        def __reduce__(self):
+            return (builtins.eval, (f"open({str(marker)!r}, 'w').close()",))
+
+    torch.save({"model": EvalPlant()}, tmp_path / "w.pt")
+    before = torch.serialization.get_safe_globals()
+    torch.serialization.add_safe_globals([builtins.eval])  # what a careless plugin could do
+    try:
+        torch.load(tmp_path / "w.pt", weights_only=True)  # torch alone: the plant runs
+        assert marker.exists()
+        marker.unlink()
+        for where in ("--init", "checkpoint"):
+            with pytest.raises(ConfigError) as exc:
+                load_tensors(tmp_path / "w.pt", where)
+            _refused(exc, tmp_path / "w.pt")
+        assert not marker.exists()
+        assert builtins.eval in torch.serialization.get_safe_globals()  # the plugin's list is intact
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+
+
 def test_corrupt_missing_and_folder_files_are_one_line_each(tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 not really a zip archive")

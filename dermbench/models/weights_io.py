@@ -3,14 +3,19 @@
 Every file a user, a plugin or another machine can supply (``--init`` weights, ``last.pt`` and the
 other checkpoints of a run, stored encoders and gates, segmentation checkpoints, packaged ImageNet
 weights) is read here with ``weights_only=True``: tensors, numbers, strings and containers of them,
-never arbitrary Python objects, so a planted file cannot run code. A ``.safetensors`` file is read
-with safetensors. A file that cannot be read is one line naming it, never torch's own multi-page
+never arbitrary Python objects, so a planted file cannot run code. ``weights_only=True`` trusts
+torch's process-wide allowlist of extra globals, which any imported package (a third-party plugin)
+can widen with ``torch.serialization.add_safe_globals``: one that allows ``eval`` lets a planted
+file run code through it. So the allowlist is emptied for the load and put back after: dermbench
+reads with torch's own safe types alone. A ``.safetensors`` file is read with safetensors. A file that cannot be read is one line naming it, never torch's own multi-page
 text (which suggests ``weights_only=False``, the one thing dermbench must not do).
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +46,8 @@ def load_tensors(path: str | Path, what: str, map_location: torch.device | str =
     if path.suffix == ".safetensors":
         return _load_safetensors(path, what, map_location)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torchs_own_safe_types():
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if _is_unsafe_global(exc):
             raise ConfigError(f"{what} {path}: {REFUSED}") from None
@@ -52,6 +58,21 @@ def load_tensors(path: str | Path, what: str, map_location: torch.device | str =
         raise ConfigError(
             f"{what} {path}: corrupt or not a torch weights file ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
+
+
+@contextlib.contextmanager
+def torchs_own_safe_types() -> Iterator[None]:
+    """Within: torch's weights-only unpickler allows its own safe types alone; the globals anything
+    in the process added (``add_safe_globals``, ``safe_globals``) are set aside, then restored."""
+    import torch.serialization as serialization
+
+    added = serialization.get_safe_globals()
+    serialization.clear_safe_globals()
+    try:
+        yield
+    finally:
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(added)
 
 
 def _load_safetensors(path: Path, what: str, map_location: torch.device | str) -> dict[str, Any]:
