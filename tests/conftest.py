@@ -21,3 +21,17 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip(f"../shared/data is absent: no real images at {SHARED_DATA}")
     return path
+
+
+@pytest.fixture(scope="session")
+def records_fixture():
+    """tests/fixtures/records/make_records.py as a module: fixture run records for board tests."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parent / "fixtures" / "records" / "make_records.py"
+    spec = importlib.util.spec_from_file_location("dermbench_fixture_records_shared", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,26 +3,13 @@ over several seeds gives their mean AUC, not the first seed's."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from dermbench.leaderboard import build_site, plots
 from dermbench.stages import pretrain_plots
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records" / "make_records.py"
-
-
-def _fixture_module() -> Any:
-    spec = importlib.util.spec_from_file_location("dermbench_fixture_records_plots", FIXTURES)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _plotted_axes(fig) -> list:
@@ -52,8 +39,8 @@ def _unlabelled(fig, name: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def drawn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
-    fx = _fixture_module()
+def drawn(tmp_path_factory: pytest.TempPathFactory, records_fixture) -> dict[str, list]:
+    fx = records_fixture
     base = tmp_path_factory.mktemp("plots")
     fx.write_tree(base / "runs")
     (base / "leaderboard.toml").write_text("n_boot = 50\n")

@@ -200,21 +200,9 @@ def test_the_method_page_shows_every_setting_used_and_marks_overrides(tmp_path):
     )
 
 
-def _fixture_records():
-    import importlib.util
-    import sys
-
-    path = Path(__file__).resolve().parent / "fixtures" / "records" / "make_records.py"
-    spec = importlib.util.spec_from_file_location("dermbench_fixture_records_runs", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_a_group_names_its_chain_sources_and_the_classes_its_test_split_lacks(tmp_path):
+def test_a_group_names_its_chain_sources_and_the_classes_its_test_split_lacks(tmp_path, records_fixture):
     """The dermai13 heading named only the target, and said 13 classes where 7 occurred in test."""
-    fx = _fixture_records()
+    fx = records_fixture
     for method in ("erm", "seqft"):
         for seed in (0, 1, 2):
             run = fx.write_run(
@@ -253,8 +241,8 @@ def test_entries_whose_records_predate_selective_metrics_are_left_out_and_counte
     assert board_table(entries[1:]) is None
 
 
-def test_a_column_with_no_value_in_any_entry_is_left_out(tmp_path):
-    fx = _fixture_records()
+def test_a_column_with_no_value_in_any_entry_is_left_out(tmp_path, records_fixture):
+    fx = records_fixture
     for seed in (0, 1, 2):
         fx.write_run(tmp_path / "runs", {"task": "ham7", "method": "erm", "seed": seed, "strength": 1.0})
     config = tmp_path / "lb.toml"
